@@ -1,0 +1,85 @@
+"""Atomic output, run folders, evaluation metrics and latency."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from dwt_keras import evaluation
+from dwt_keras.utils import io
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out" / "report.json"
+    io.atomic_write_json(target, {"a": np.float32(1.5), "b": np.arange(3)})
+    assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1, 2]}
+    io.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert os.listdir(target.parent) == ["report.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "report.json"
+    io.atomic_write_json(target, {"ok": True})
+    with pytest.raises(TypeError):
+        io.atomic_write_json(target, {"bad": object()})
+    assert json.loads(target.read_text()) == {"ok": True}
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_run_dirs_are_new_and_unique(tmp_path):
+    a = io.make_run_dir(tmp_path, "mnist lenet/300")
+    b = io.make_run_dir(tmp_path, "mnist lenet/300")
+    assert a != b and a.is_dir() and b.is_dir() and a.parent == tmp_path
+    assert "/" not in a.name[len(str(tmp_path)):] and " " not in a.name
+
+
+def test_unwritable_save_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="Cannot write to the output folder"):
+        io.make_run_dir(blocker / "sub", "run")
+
+
+def test_figure_saved_atomically(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = io.atomic_save_figure(fig, tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["plot.png"]
+
+
+def test_classification_metrics_match_hand_computation():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    m = evaluation.classification_metrics(y, np.eye(3)[pred], class_names=["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # class a: tp 1, fp 1, fn 1 -> p = r = 0.5; b: p = 2/3, r = 1; c: p = 1, r = 0.5
+    assert [c["precision"] for c in m["per_class"]] == pytest.approx([0.5, 2 / 3, 1.0])
+    assert [c["recall"] for c in m["per_class"]] == pytest.approx([0.5, 1.0, 0.5])
+    assert m["precision_macro"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    with pytest.raises(ValueError, match="samples"):
+        evaluation.classification_metrics(y[:3], np.eye(3)[pred])
+
+
+def test_evaluate_classifier_loss_and_latency():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    r = evaluation.evaluate_classifier(model, x, y, batch_size=16)
+    logits = model.predict(x, verbose=0)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert r["test_loss"] == pytest.approx(-logp[np.arange(64), y].mean(), rel=1e-4)
+    assert r["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == y))
+    lat = evaluation.measure_latency(model, x, batch_size=8, repeats=5)
+    assert lat["batch_size"] == 8 and lat["latency_ms_per_batch"] > 0
+    assert lat["latency_ms_per_sample"] == pytest.approx(lat["latency_ms_per_batch"] / 8)
