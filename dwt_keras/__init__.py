@@ -13,9 +13,25 @@ _LAZY = {
     # wavelet transforms (PyWavelets names)
     **{n: "dwt_keras.wavelets" for n in (
         "dwt", "idwt", "wavedec", "waverec", "dwt2", "idwt2", "wavedec2", "waverec2",
-        "get_wavelet", "dwt_max_level")},
+        "get_wavelet", "dwt_max_level", "validate_mode", "MODES", "dwt_coeff_len")},
     "DWT2D": "dwt_keras.layers",
     "IDWT2D": "dwt_keras.layers",
+    # DWT weight compression
+    **{n: "dwt_keras.compression" for n in (
+        "save_compressed", "load_compressed", "compress_model", "OneShotCompression",
+        "IterativeCompression", "GradualCompression", "CompressionMetrics", "plan_model")},
+    "build_model": "dwt_keras.models",
+    # learnable wavelet layers (Wolter et al. 2020)
+    **{n: "dwt_keras.learnable" for n in (
+        "WaveletDense", "FastfoodDense", "WaveletGRU", "FastfoodGRU", "WaveletGRUCell",
+        "FastfoodGRUCell")},
+    # spectral truncation
+    **{n: "dwt_keras.spectral" for n in (
+        "dct2", "idct2", "SpectralTruncation", "TauScheduler", "SpectralTrainingModel",
+        "InterScaleRegularizer", "InterScaleScheduler")},
+    # wavelet multi-scale attention transformer and its ViT baseline
+    "WaveletTransformer": "dwt_keras.transformer",
+    "ViT": "dwt_keras.transformer",
     # data and evaluation
     "load_arrays": "dwt_keras.data",
     "load_dataset": "dwt_keras.data",

@@ -28,7 +28,8 @@ def define_common_flags(**defaults):
     """Defines `--dataset --data_dir --save_dir --log_dir --seed --epochs --batch_size --lr
     --strategy --mixed_precision --validation_split` with the given per-app defaults.
 
-    Safe to call twice (a second call keeps the first definitions).
+    Safe to call twice, and beside absl.logging's own `--log_dir` (an existing flag is reused
+    with this call's default).
 
     Args:
         **defaults: overrides of the defaults above, e.g. `epochs=100, dataset="cifar10"`.
@@ -37,23 +38,28 @@ def define_common_flags(**defaults):
     if unknown:
         raise ValueError(f"Unknown common flags {sorted(unknown)}; valid: {sorted(_COMMON_DEFAULTS)}.")
     d = {**_COMMON_DEFAULTS, **defaults}
-    if "dataset" in flags.FLAGS:
-        return
-    flags.DEFINE_string("dataset", d["dataset"], "Dataset name: mnist, fashion_mnist, cifar10, "
-                        "cifar100, or any <name>.npz in --data_dir (e.g. cifar10_subset).")
-    flags.DEFINE_string("data_dir", d["data_dir"], "Folder of <name>.npz files "
-                        "(x_train, y_train, x_test, y_test). Default: $DWT_KERAS_DATA_DIR, "
-                        "then a download.")
-    flags.DEFINE_string("save_dir", d["save_dir"], "Parent folder of the run folders.")
-    flags.DEFINE_string("log_dir", d["log_dir"], "TensorBoard log folder (off when empty).")
-    flags.DEFINE_integer("seed", d["seed"], "Random seed (data split, initialisation, shuffling).",
-                         lower_bound=0)
-    flags.DEFINE_integer("epochs", d["epochs"], "Training epochs.", lower_bound=0)
-    flags.DEFINE_integer("batch_size", d["batch_size"], "Batch size.", lower_bound=1)
-    flags.DEFINE_float("lr", d["lr"], "Learning rate.", lower_bound=0.0)
-    flags.DEFINE_enum("strategy", d["strategy"], list(STRATEGIES), "tf.distribute strategy.")
-    flags.DEFINE_boolean("mixed_precision", d["mixed_precision"],
-                         "Train with the mixed_float16 policy (bfloat16 on CPU).")
-    flags.DEFINE_float("validation_split", d["validation_split"],
-                       "Share of the training split held out for validation (model selection).",
-                       lower_bound=0.0, upper_bound=0.9)
+    # absl.logging already owns --log_dir (default ""), and an app may call this twice: reuse a
+    # flag that exists, with this app's default, rather than raising DuplicateFlagError.
+    existing = [name for name in d if name in flags.FLAGS]
+    for name in existing:
+        if name in defaults:
+            flags.FLAGS.set_default(name, defaults[name])
+
+    def define(kind, name, help_text, **kwargs):
+        if name not in existing:
+            getattr(flags, f"DEFINE_{kind}")(name=name, default=d[name], help=help_text, **kwargs)
+
+    define("string", "dataset", "Dataset name: mnist, fashion_mnist, cifar10, cifar100, or any "
+           "<name>.npz in --data_dir (e.g. cifar10_subset).")
+    define("string", "data_dir", "Folder of <name>.npz files (x_train, y_train, x_test, y_test). "
+           "Default: $DWT_KERAS_DATA_DIR, then a download.")
+    define("string", "save_dir", "Parent folder of the run folders.")
+    define("string", "log_dir", "TensorBoard log folder (off when empty).")
+    define("integer", "seed", "Random seed (data split, initialisation, shuffling).", lower_bound=0)
+    define("integer", "epochs", "Training epochs.", lower_bound=0)
+    define("integer", "batch_size", "Batch size.", lower_bound=1)
+    define("float", "lr", "Learning rate.", lower_bound=0.0)
+    define("enum", "strategy", "tf.distribute strategy.", enum_values=list(STRATEGIES))
+    define("boolean", "mixed_precision", "Train with the mixed_float16 policy (bfloat16 on CPU).")
+    define("float", "validation_split", "Share of the training split held out for validation "
+           "(model selection).", lower_bound=0.0, upper_bound=0.9)

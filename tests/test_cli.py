@@ -19,9 +19,9 @@ def fresh_flags(monkeypatch):
 
 def test_defaults_and_overrides(fresh_flags):
     cli.define_common_flags(epochs=3, dataset="cifar10")
-    cli.define_common_flags(epochs=99)  # second call is a no-op
+    cli.define_common_flags(epochs=4)  # a second call reuses the flags with its own defaults
     fresh_flags(["prog", "--lr=0.01", "--strategy=mirrored"])
-    assert fresh_flags.epochs == 3 and fresh_flags.dataset == "cifar10"
+    assert fresh_flags.epochs == 4 and fresh_flags.dataset == "cifar10"
     assert fresh_flags.lr == 0.01 and fresh_flags.strategy == "mirrored"
     assert fresh_flags.save_dir == "./saved_models"
 
@@ -37,3 +37,11 @@ def test_bad_values_fail_at_parse_time(fresh_flags):
 def test_unknown_default_name_is_rejected():
     with pytest.raises(ValueError, match="Unknown common flags"):
         cli.define_common_flags(epoch=3)
+
+
+def test_coexists_with_absl_logging_log_dir(fresh_flags):
+    # absl.logging defines --log_dir in the global registry; apps must not crash on it.
+    flags.DEFINE_string("log_dir", "", "absl's own")  # routed to the fresh registry
+    cli.define_common_flags(save_dir="./runs")
+    fresh_flags(["prog", "--log_dir=/tmp/tb"])
+    assert fresh_flags.log_dir == "/tmp/tb" and fresh_flags.save_dir == "./runs"

@@ -1,0 +1,52 @@
+"""DWT weight compression for Keras models: prune in a wavelet (or DCT / identity) basis that
+follows the weights' geometry, retrain with the coefficient mask held, store only what is kept.
+
+Main entry points:
+
+* `plan_model` (bases): the per-layer transform plan (axes, levels, fallbacks).
+* `OneShotCompression`, `IterativeCompression`, `GradualCompression` (callbacks): schedules for
+  ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
+* `compress_model`: one-shot pruning without a callback.
+* `save_compressed` / `load_compressed` (storage): the compressed file.
+* `run_compression_experiment` (pipeline): the whole experiment behind ``apps/DWT_model.py``.
+"""
+
+import importlib
+
+_LAZY = {
+    "plan_model": "dwt_keras.compression.bases",
+    "format_plan": "dwt_keras.compression.bases",
+    "LayerPlan": "dwt_keras.compression.bases",
+    "KernelTransform": "dwt_keras.compression.bases",
+    "select_masks": "dwt_keras.compression.selection",
+    "CompressionState": "dwt_keras.compression.constraints",
+    "CoefficientMaskConstraint": "dwt_keras.compression.constraints",
+    "get_state": "dwt_keras.compression.constraints",
+    "compress_model": "dwt_keras.compression.api",
+    "OneShotCompression": "dwt_keras.compression.callbacks",
+    "IterativeCompression": "dwt_keras.compression.callbacks",
+    "GradualCompression": "dwt_keras.compression.callbacks",
+    "CompressionMetrics": "dwt_keras.compression.callbacks",
+    "save_compressed": "dwt_keras.compression.storage",
+    "load_compressed": "dwt_keras.compression.storage",
+    "CompressedFileError": "dwt_keras.compression.storage",
+    "dense_float32_bytes": "dwt_keras.compression.sizes",
+    "size_report": "dwt_keras.compression.sizes",
+    "CompressionConfig": "dwt_keras.compression.pipeline",
+    "run_compression_experiment": "dwt_keras.compression.pipeline",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dwt_keras.compression' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

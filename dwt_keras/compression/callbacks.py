@@ -1,0 +1,370 @@
+"""Compression schedules as Keras callbacks: one-shot, iterative and gradual (polynomial decay).
+
+All three share one `CompressionState` attached to the model (created on first use from the
+callback's basis settings), install the coefficient-mask constraints so that every optimizer
+step holds the masks inside the compiled train step, and decide *when* to prune from the
+optimizer's iteration count or the epoch index that Keras passes in — never from a counter of
+their own. They are therefore safe to ``copy.deepcopy`` (KerasTuner does), to resume with
+``initial_epoch``, and to use under ``tf.distribute.MirroredStrategy`` (masks are variables
+created in the model's strategy scope and assigned from the cross-replica context).
+
+Example:
+
+>>> import keras
+>>> from dwt_keras.compression import GradualCompression
+>>> cb = GradualCompression(final_keep=0.1, begin_step=0, end_step=2000, frequency=100,
+...                         basis="haar")
+>>> # model.fit(x, y, epochs=5, callbacks=[cb])
+"""
+
+import copy
+
+import keras
+
+from dwt_keras.compression import bases, constraints, selection
+
+
+class CompressionCallback(keras.callbacks.Callback):
+    """Base class: plans the model, owns no state beyond its configuration.
+
+    Args:
+        basis: ``"identity"``, ``"dct"`` or a discrete wavelet name (``"haar"``, ``"db4"``...).
+        mode: wavelet signal-extension mode (``"periodization"`` holds masks exactly).
+        level: decomposition level, ``None`` for the largest exact level per layer.
+        scope: ``"global"`` or ``"per_layer"`` coefficient ranking.
+        keep_approximation: always keep the coarsest approximation band.
+        min_kernel_size: kernels with fewer weights stay dense.
+        layers: explicit names of layers to compress (default: all Dense/Conv above the size).
+        exclude: names never compressed.
+        layer_overrides: per-layer plan settings (see `bases.plan_model`).
+        small_kernel_fallback: ``"flatten"`` or ``"identity"`` for kernels too small for a level.
+        verbose: 1 prints the per-layer plan and each pruning step.
+
+    An existing `CompressionState` on the model (from an earlier callback, `compress_model` or
+    `load_compressed`) is reused as is; the basis arguments only apply when none exists.
+    """
+
+    def __init__(self, basis="haar", mode="periodization", level=None, scope="global",
+                 keep_approximation=False, min_kernel_size=256, layers=None, exclude=(),
+                 layer_overrides=None, small_kernel_fallback="flatten", verbose=1):
+        super().__init__()
+        from dwt_keras import wavelets
+
+        bases.basis_kind(basis)
+        wavelets.validate_mode(mode)
+        if scope not in selection.SCOPES:
+            raise ValueError(f"Unknown scope {scope!r}; valid: {selection.SCOPES}.")
+        if small_kernel_fallback not in bases.FALLBACKS:
+            raise ValueError(f"Unknown small_kernel_fallback {small_kernel_fallback!r}; "
+                             f"valid: {bases.FALLBACKS}.")
+        self._base_config = dict(
+            basis=basis, mode=mode, level=level, scope=scope,
+            keep_approximation=keep_approximation, min_kernel_size=min_kernel_size,
+            layers=None if layers is None else list(layers), exclude=list(exclude),
+            layer_overrides=copy.deepcopy(layer_overrides), small_kernel_fallback=small_kernel_fallback,
+            verbose=verbose,
+        )
+        self.verbose = verbose
+
+    # -- configuration and copying --------------------------------------------
+    def _schedule_config(self):
+        return {}
+
+    def get_config(self):
+        return {**self._base_config, **self._schedule_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __deepcopy__(self, memo):
+        # A copy is a fresh callback with the same configuration: the schedule lives in the
+        # optimizer's step / the epoch index, the masks in the model's state.
+        return type(self).from_config(copy.deepcopy(self.get_config(), memo))
+
+    # -- helpers ---------------------------------------------------------------
+    def state(self):
+        """The model's `CompressionState`, created from this callback's settings if missing."""
+        state = constraints.get_state(self.model)
+        if state is None:
+            c = self._base_config
+            plans = bases.plan_model(
+                self.model, c["basis"], mode=c["mode"], level=c["level"],
+                min_kernel_size=c["min_kernel_size"], layers=c["layers"], exclude=c["exclude"],
+                layer_overrides=c["layer_overrides"],
+                small_kernel_fallback=c["small_kernel_fallback"],
+            )
+            if not plans:
+                raise ValueError(
+                    f"No layer of model '{self.model.name}' has a kernel of at least "
+                    f"{c['min_kernel_size']} weights to compress; lower min_kernel_size or name "
+                    "the layers."
+                )
+            if self.verbose:
+                print("DWT compression plan:\n" + bases.format_plan(plans), flush=True)
+            state = constraints.CompressionState.create(
+                self.model, plans, scope=c["scope"], keep_approximation=c["keep_approximation"])
+        return state
+
+    def _install(self, state):
+        if not state.installed:
+            state.install()
+        if self.model.train_function is None and getattr(self.model, "optimizer", None) is not None \
+                and getattr(self.model, "compiled", False):
+            # Inside fit(): the loop calls self.model.train_function, so re-create it now.
+            self.model.make_train_function(force=True)
+
+    def _step(self):
+        opt = getattr(self.model, "optimizer", None)
+        return int(opt.iterations.numpy()) if opt is not None else 0
+
+    def _prune(self, state, keep_ratio=None, threshold=None, why=""):
+        kept = state.prune(keep_ratio=keep_ratio, threshold=threshold)
+        if self.verbose:
+            total = sum(p.n_coefficients for p in state.plans.values())
+            what = f"keep {keep_ratio:.4g}" if keep_ratio is not None else f"|c| >= {threshold:g}"
+            print(f"[dwt-compression] {why}: {what} -> {sum(kept.values())}/{total} "
+                  "coefficients kept", flush=True)
+        return kept
+
+
+class OneShotCompression(CompressionCallback):
+    """Prunes once: after training (default) or when the optimizer reaches `at_step`.
+
+    With ``at_step=None`` the masks are chosen at the end of ``fit()`` and installed, so a later
+    ``fit()`` retrains with them held. With ``at_step=0`` the model is pruned before the first
+    step of this ``fit()`` and retrained with the masks held.
+
+    Args:
+        keep_ratio: share of coefficients kept, in (0, 1] (float or ``{layer: float}``).
+        threshold: instead of a ratio, keep coefficients with ``|c| >= threshold``.
+        at_step: optimizer step at which to prune, or ``None`` for the end of training.
+        **kwargs: basis settings, see `CompressionCallback`.
+    """
+
+    def __init__(self, keep_ratio=None, threshold=None, at_step=None, **kwargs):
+        super().__init__(**kwargs)
+        if (keep_ratio is None) == (threshold is None):
+            raise ValueError("OneShotCompression needs exactly one of keep_ratio or threshold.")
+        if keep_ratio is not None:
+            selection.validate_keep_ratio(keep_ratio)
+        if threshold is not None:
+            selection.validate_threshold(threshold)
+        if at_step is not None and (not isinstance(at_step, int) or at_step < 0):
+            raise ValueError(f"at_step must be a non-negative int or None, got {at_step!r}.")
+        self.keep_ratio, self.threshold, self.at_step = keep_ratio, threshold, at_step
+
+    def _schedule_config(self):
+        return {"keep_ratio": self.keep_ratio, "threshold": self.threshold, "at_step": self.at_step}
+
+    def _done(self, state):
+        return state.keep_ratio == self.keep_ratio and state.threshold == self.threshold
+
+    def _maybe(self, step):
+        state = self.state()
+        if step >= self.at_step and not self._done(state):
+            self._prune(state, self.keep_ratio, self.threshold, why=f"one-shot at step {step}")
+
+    def on_train_begin(self, logs=None):
+        state = self.state()
+        if self.at_step is not None:
+            self._install(state)
+            self._epoch_start = self._step()
+            self._maybe(self._epoch_start)
+        elif state.installed:
+            self._install(state)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.at_step is not None:
+            self._epoch_start = self._step()
+            self._maybe(self._epoch_start)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.at_step is not None and not self._done(self.state()):
+            self._maybe(self._epoch_start + batch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.at_step is None:
+            state = self.state()
+            if not self._done(state):
+                self._prune(state, self.keep_ratio, self.threshold, why="one-shot after training")
+            state.install()
+
+
+class IterativeCompression(CompressionCallback):
+    """Prune -> retrain cycles: stage ``i`` keeps ``keep_ratios[i]`` for ``epochs_per_stage``
+    epochs (keyed on the epoch index, so ``initial_epoch`` resumes the right stage); the last
+    ratio stays for the remaining epochs.
+
+    Args:
+        keep_ratios: decreasing keep ratios, e.g. ``(0.5, 0.25, 0.1, 0.05)``.
+        epochs_per_stage: retraining epochs per stage.
+        **kwargs: basis settings, see `CompressionCallback`.
+    """
+
+    def __init__(self, keep_ratios=(0.5, 0.25, 0.1, 0.05), epochs_per_stage=1, **kwargs):
+        super().__init__(**kwargs)
+        ratios = [selection.validate_keep_ratio(r, "keep_ratios entry") for r in keep_ratios]
+        if not ratios:
+            raise ValueError("keep_ratios must not be empty.")
+        if any(b > a for a, b in zip(ratios, ratios[1:])):
+            raise ValueError(f"keep_ratios must be non-increasing, got {ratios}.")
+        if not isinstance(epochs_per_stage, int) or epochs_per_stage < 1:
+            raise ValueError(f"epochs_per_stage must be a positive int, got {epochs_per_stage!r}.")
+        self.keep_ratios, self.epochs_per_stage = ratios, epochs_per_stage
+
+    def _schedule_config(self):
+        return {"keep_ratios": list(self.keep_ratios), "epochs_per_stage": self.epochs_per_stage}
+
+    def stage_of(self, epoch):
+        return min(epoch // self.epochs_per_stage, len(self.keep_ratios) - 1)
+
+    def final_stage_epoch(self):
+        """First epoch of the last stage (for early stopping that starts there)."""
+        return (len(self.keep_ratios) - 1) * self.epochs_per_stage
+
+    def on_train_begin(self, logs=None):
+        self._install(self.state())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        state = self.state()
+        stage = self.stage_of(epoch)
+        target = self.keep_ratios[stage]
+        if state.keep_ratio != target:
+            self._prune(state, target, why=f"iterative stage {stage + 1}/{len(self.keep_ratios)} "
+                        f"(epoch {epoch})")
+
+
+class GradualCompression(CompressionCallback):
+    """Gradual pruning by optimizer step with a polynomial-decay sparsity schedule.
+
+    The keep ratio goes from `initial_keep` at `begin_step` to `final_keep` at `end_step`
+    (sparsity ``s_f + (s_i - s_f)(1 - t)^power``, as the TF Model Optimization Toolkit's
+    ``PolynomialDecay``), re-selecting the masks every `frequency` steps; between updates and
+    after `end_step` the masks are held by the constraints.
+
+    Args:
+        final_keep: final keep ratio in (0, 1].
+        initial_keep: keep ratio at `begin_step` (1.0: start dense).
+        begin_step, end_step: optimizer steps of the ramp.
+        frequency: steps between mask updates.
+        power: exponent of the decay (3 as in Zhu & Gupta 2017).
+        **kwargs: basis settings, see `CompressionCallback`.
+    """
+
+    def __init__(self, final_keep, initial_keep=1.0, begin_step=0, end_step=1000, frequency=100,
+                 power=3.0, **kwargs):
+        super().__init__(**kwargs)
+        selection.validate_keep_ratio(final_keep, "final_keep")
+        selection.validate_keep_ratio(initial_keep, "initial_keep")
+        if final_keep > initial_keep:
+            raise ValueError(f"final_keep ({final_keep}) must not exceed initial_keep "
+                             f"({initial_keep}).")
+        for n, v in (("begin_step", begin_step), ("end_step", end_step), ("frequency", frequency)):
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"{n} must be a non-negative int, got {v!r}.")
+        if end_step < begin_step or frequency < 1:
+            raise ValueError("Need end_step >= begin_step and frequency >= 1.")
+        self.final_keep, self.initial_keep = float(final_keep), float(initial_keep)
+        self.begin_step, self.end_step = begin_step, end_step
+        self.frequency, self.power = frequency, float(power)
+
+    def _schedule_config(self):
+        return {"final_keep": self.final_keep, "initial_keep": self.initial_keep,
+                "begin_step": self.begin_step, "end_step": self.end_step,
+                "frequency": self.frequency, "power": self.power}
+
+    def keep_at(self, step):
+        """Scheduled keep ratio at optimizer step `step` (updates every `frequency` steps)."""
+        if step < self.begin_step:
+            return None
+        if step >= self.end_step:
+            s = self.end_step
+        else:
+            s = self.begin_step + (step - self.begin_step) // self.frequency * self.frequency
+        return selection.polynomial_keep(s, self.initial_keep, self.final_keep, self.begin_step,
+                                         self.end_step, self.power)
+
+    def _update(self, step):
+        target = self.keep_at(step)
+        if target is None:
+            return
+        state = self.state()
+        if state.keep_ratio is None and target >= 1.0:
+            return
+        if state.keep_ratio is None or abs(state.keep_ratio - target) > 1e-12:
+            self._prune(state, target, why=f"gradual at step {step}")
+
+    def on_train_begin(self, logs=None):
+        self._install(self.state())
+        self._epoch_start = self._step()
+        self._update(self._epoch_start)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._step()
+        self._update(self._epoch_start)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras passes the last step index of this execution within the epoch.
+        self._update(self._epoch_start + batch + 1)
+
+
+class CompressionMetrics(keras.callbacks.Callback):
+    """Adds coefficient sparsity and compression ratio to the epoch logs, and writes per-layer
+    sparsity and the ratio as TensorBoard scalars (``<log_dir>/compression``).
+
+    The ratio is measured, not estimated: the model is serialised in memory in the compressed
+    format (without modifying it) every epoch.
+
+    Args:
+        log_dir: TensorBoard folder, or None (logs only).
+        quantize, bits, codec, small_weights: storage options, as in `save_compressed`.
+    """
+
+    def __init__(self, log_dir=None, quantize=None, bits=5, codec="lzma", small_weights="float32"):
+        super().__init__()
+        self._config = dict(log_dir=log_dir, quantize=quantize, bits=bits, codec=codec,
+                            small_weights=small_weights)
+        self._writer = None
+
+    def get_config(self):
+        return dict(self._config)
+
+    def __deepcopy__(self, memo):
+        return type(self)(**copy.deepcopy(self._config, memo))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from dwt_keras.compression import sizes, storage
+
+        state = constraints.get_state(self.model)
+        if state is None or state.keep_ratio is None and state.threshold is None:
+            return
+        c = self._config
+        data, _ = storage.serialize_compressed(self.model, quantize=c["quantize"], bits=c["bits"],
+                                               codec=c["codec"], small_weights=c["small_weights"],
+                                               snap=False)
+        ratio = sizes.dense_float32_bytes(self.model) / len(data)
+        stats = state.layer_stats()
+        sparsity = state.coefficient_sparsity()
+        if logs is not None:
+            logs["coefficient_sparsity"] = sparsity
+            logs["compression_ratio"] = ratio
+        if c["log_dir"]:
+            import tensorflow as tf
+
+            if self._writer is None:
+                import os
+
+                self._writer = tf.summary.create_file_writer(os.path.join(c["log_dir"], "compression"))
+            with self._writer.as_default(step=epoch):
+                tf.summary.scalar("compression/ratio", ratio)
+                tf.summary.scalar("compression/coefficient_sparsity", sparsity)
+                tf.summary.scalar("compression/compressed_bytes", len(data))
+                for s in stats:
+                    tf.summary.scalar(f"sparsity/{s['name']}", s["coefficient_sparsity"])
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,206 @@
+"""report.json assembly, plots and the printed summary table of a compression run.
+
+report.json schema (keys always present; extra keys may be added):
+
+    {"dataset": {"name", "source", "n_train", "n_val", "n_test"},
+     "model", "wavelet", "mode", "level", "keep_ratio", "schedule",
+     "dense": {"test_accuracy", "test_loss", "precision_macro", "recall_macro", "f1_macro",
+               "bytes_float32", "bytes_keras", "bytes_keras_zip", "latency_ms_per_sample", ...},
+     "compressed": {"test_accuracy", "test_loss", "precision_macro", "recall_macro", "f1_macro",
+                    "coefficient_sparsity", "weight_zero_fraction", "bytes_compressed_file",
+                    "compression_ratio", "latency_ms_per_sample", "layers": [...], ...},
+     "files": {...}}
+"""
+
+import numpy as np
+
+REQUIRED_TOP = ("dataset", "model", "wavelet", "mode", "level", "keep_ratio", "schedule",
+                "dense", "compressed", "files")
+REQUIRED_DATASET = ("name", "source", "n_train", "n_val", "n_test")
+REQUIRED_DENSE = ("test_accuracy", "test_loss", "precision_macro", "recall_macro", "f1_macro",
+                  "bytes_float32", "bytes_keras", "bytes_keras_zip", "latency_ms_per_sample")
+REQUIRED_COMPRESSED = ("test_accuracy", "test_loss", "precision_macro", "recall_macro",
+                       "f1_macro", "coefficient_sparsity", "weight_zero_fraction",
+                       "bytes_compressed_file", "compression_ratio", "latency_ms_per_sample",
+                       "layers")
+
+
+def validate_report(report):
+    """Raises ``ValueError`` listing any key of the documented schema that is missing."""
+    missing = [k for k in REQUIRED_TOP if k not in report]
+    missing += [f"dataset.{k}" for k in REQUIRED_DATASET if k not in report.get("dataset", {})]
+    missing += [f"dense.{k}" for k in REQUIRED_DENSE if k not in report.get("dense", {})]
+    missing += [f"compressed.{k}" for k in REQUIRED_COMPRESSED
+                if k not in report.get("compressed", {})]
+    if missing:
+        raise ValueError(f"report.json lacks the keys {missing}.")
+    return report
+
+
+def metrics_block(evaluation, latency):
+    """The metric part of a dense/compressed block from `evaluate_classifier` + `measure_latency`."""
+    return {
+        "test_accuracy": evaluation["accuracy"],
+        "test_loss": evaluation["test_loss"],
+        "precision_macro": evaluation["precision_macro"],
+        "recall_macro": evaluation["recall_macro"],
+        "f1_macro": evaluation["f1_macro"],
+        "per_class": evaluation["per_class"],
+        "confusion_matrix": evaluation["confusion_matrix"],
+        "n_test_evaluated": evaluation["n"],
+        "latency_ms_per_sample": latency["latency_ms_per_sample"],
+        "latency_ms_per_batch": latency["latency_ms_per_batch"],
+        "latency_batch_size": latency["batch_size"],
+    }
+
+
+def weight_zero_fraction(model):
+    """Share of exactly-zero values among all of the model's weights."""
+    total = zeros = 0
+    for w in model.weights:
+        v = np.asarray(w.numpy())
+        total += v.size
+        zeros += int(np.sum(v == 0))
+    return zeros / max(total, 1)
+
+
+# --------------------------------------------------------------------------- #
+# Plots
+# --------------------------------------------------------------------------- #
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curves(histories, path, title=""):
+    """Loss and accuracy per epoch for consecutive phases (``[(name, history_dict), ...]``)."""
+    from dwt_keras.utils.io import atomic_save_figure
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    offset = 0
+    for phase, hist in histories:
+        if not hist:
+            continue
+        n = len(next(iter(hist.values())))
+        epochs = np.arange(offset + 1, offset + n + 1)
+        for ax, key in zip(axes, ("loss", "accuracy")):
+            if key in hist:
+                ax.plot(epochs, hist[key], "-o", ms=3, label=f"{phase} train")
+            if f"val_{key}" in hist:
+                ax.plot(epochs, hist[f"val_{key}"], "--s", ms=3, label=f"{phase} validation")
+        if offset:
+            for ax in axes:
+                ax.axvline(offset + 0.5, color="grey", lw=0.8)
+        offset += n
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "training curves (validation split)")
+    return atomic_save_figure(fig, path)
+
+
+def plot_layer_sparsity(layers, path):
+    """Bar chart of per-layer coefficient sparsity and exact-zero weight share."""
+    from dwt_keras.utils.io import atomic_save_figure
+
+    plt = _plt()
+    names = [l["name"] for l in layers]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 4))
+    ax.bar(x - 0.2, [l["coefficient_sparsity"] for l in layers], 0.4, label="coefficient sparsity")
+    ax.bar(x + 0.2, [l["weight_zero_fraction"] for l in layers], 0.4, label="exact-zero weights")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("per-layer sparsity")
+    return atomic_save_figure(fig, path)
+
+
+def receptive_fields(kernel, plan, n=8):
+    """First `n` receptive fields / filters of a kernel as 2-D images (channel-averaged)."""
+    kernel = np.asarray(kernel)
+    if plan is not None and plan.get("view") in ("receptive_field_hw", "receptive_field_flattened"):
+        h, w, c, units = plan["pre_shape"]
+        k = kernel.reshape(h, w, c, units).mean(axis=2)
+        return [k[:, :, i] for i in range(min(n, units))]
+    if kernel.ndim == 4:
+        k = kernel.mean(axis=2)
+        return [k[:, :, i] for i in range(min(n, k.shape[-1]))]
+    if kernel.ndim == 2:
+        side = int(round(np.sqrt(kernel.shape[0])))
+        if side * side == kernel.shape[0]:
+            return [kernel[:, i].reshape(side, side) for i in range(min(n, kernel.shape[1]))]
+    return []
+
+
+def plot_receptive_fields(before, after, plan, path, n=8, title=""):
+    """Receptive fields of the first compressed layer, before (top) and after (bottom)."""
+    from dwt_keras.utils.io import atomic_save_figure
+
+    plt = _plt()
+    rb, ra = receptive_fields(before, plan, n), receptive_fields(after, plan, n)
+    if not rb:
+        return None
+    cols = len(rb)
+    fig, axes = plt.subplots(2, cols, figsize=(1.6 * cols, 3.6), squeeze=False)
+    for row, fields, label in ((0, rb, "dense"), (1, ra, "compressed")):
+        for i, f in enumerate(fields):
+            ax = axes[row][i]
+            lim = float(np.abs(f).max()) or 1.0
+            ax.imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(label)
+    fig.suptitle(title or "first-layer receptive fields")
+    return atomic_save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- #
+# Summary table
+# --------------------------------------------------------------------------- #
+def _fmt_bytes(b):
+    if b is None:
+        return "-"
+    return f"{b:,} B ({b / 1024:.1f} KiB)"
+
+
+def summary_table(report):
+    """A readable dense-vs-compressed table (returned as a string)."""
+    d, c = report["dense"], report["compressed"]
+    rows = [
+        ("", "dense", "compressed"),
+        ("test accuracy", f"{d['test_accuracy']:.4f}", f"{c['test_accuracy']:.4f}"),
+        ("test loss", f"{d['test_loss']:.4f}", f"{c['test_loss']:.4f}"),
+        ("F1 (macro)", f"{d['f1_macro']:.4f}", f"{c['f1_macro']:.4f}"),
+        ("size float32", _fmt_bytes(d["bytes_float32"]), "-"),
+        (".keras file", _fmt_bytes(d["bytes_keras"]), _fmt_bytes(c.get("bytes_keras"))),
+        (".keras DEFLATE-zipped", _fmt_bytes(d["bytes_keras_zip"]),
+         _fmt_bytes(c.get("bytes_keras_zip"))),
+        ("compressed file", "-", _fmt_bytes(c["bytes_compressed_file"])),
+        ("compression ratio (float32 / file)", "1", f"{c['compression_ratio']:.1f}x"),
+        ("coefficient sparsity", "-", f"{c['coefficient_sparsity']:.4f}"),
+        ("exact-zero weights", f"{d.get('weight_zero_fraction', 0):.4f}",
+         f"{c['weight_zero_fraction']:.4f}"),
+        (f"latency ms/sample (batch {d.get('latency_batch_size', '?')})",
+         f"{d['latency_ms_per_sample']:.4f}", f"{c['latency_ms_per_sample']:.4f}"),
+    ]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [f"{r[0]:<{w0}}  {r[1]:>{w1}}  {r[2]}" for r in rows]
+    head = (f"{report['dataset']['name']} / {report['model']} / basis {report['wavelet']} "
+            f"(mode {report['mode']}, level {report['level']}), keep {report['keep_ratio']}, "
+            f"schedule {report['schedule']} -- metrics on the TEST split "
+            f"(n={c.get('n_test_evaluated', report['dataset']['n_test'])})")
+    sep = "-" * max(len(head), max(len(l) for l in lines))
+    return "\n".join([sep, head, sep, *lines, sep])

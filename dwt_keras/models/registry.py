@@ -1,0 +1,126 @@
+"""Model builders and a name registry."""
+
+import keras
+from keras import layers
+
+
+def lenet300(input_shape=(28, 28, 1), num_classes=10, name="lenet300"):
+    """LeNet-300-100 (LeCun et al. 1998; Han et al. 2015): Flatten -> 300 -> 100 -> classes.
+
+    266,610 parameters for MNIST. The first Dense layer sees the flattened image, so its kernel
+    has image geometry (each unit's 784 input weights are a 28x28 receptive field).
+
+    Example:
+
+    >>> lenet300().count_params()
+    266610
+    """
+    return mlp(input_shape, num_classes, widths=(300, 100), name=name)
+
+
+def mlp(input_shape=(28, 28, 1), num_classes=10, widths=(300, 100), activation="relu",
+        name="mlp"):
+    """A multilayer perceptron on flattened images.
+
+    Args:
+        input_shape: image shape `(H, W, C)`.
+        num_classes: number of output logits.
+        widths: hidden layer widths, e.g. `(512, 256)`.
+        activation: hidden activation.
+        name: model name.
+    """
+    widths = tuple(int(w) for w in widths)
+    if not widths or any(w < 1 for w in widths):
+        raise ValueError(f"mlp widths must be positive integers, got {widths}.")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Flatten(name="flatten")(inputs)
+    for i, w in enumerate(widths):
+        x = layers.Dense(w, activation=activation, name=f"fc{i + 1}")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def lenet5(input_shape=(28, 28, 1), num_classes=10, name="lenet5"):
+    """The Caffe "LeNet-5" used by Han et al. (Deep Compression): 431,080 parameters on MNIST.
+
+    conv 20@5x5 -> maxpool 2 -> conv 50@5x5 -> maxpool 2 -> flatten (4x4x50 = 800) ->
+    dense 500 (ReLU) -> dense classes.
+
+    Example:
+
+    >>> lenet5().count_params()
+    431080
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Conv2D(20, 5, name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(50, 5, name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(500, activation="relu", name="fc1")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _basic_block(x, filters, stride, name):
+    shortcut = x
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                      name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                 name=f"{name}_proj")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def resnet18(input_shape=(32, 32, 3), num_classes=10, width=64, name="resnet18"):
+    """ResNet-18, CIFAR variant (He et al. 2016): a 3x3 stem (no max-pool), four stages of two
+    basic blocks (widths `width * (1, 2, 4, 8)`, strides 1, 2, 2, 2), global average pooling and
+    a Dense classifier. 11.17M parameters at `width=64` for CIFAR-10.
+
+    Args:
+        input_shape: image shape.
+        num_classes: number of logits.
+        width: channels of the first stage (64 is the standard model; smaller for tests).
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stage, mult in enumerate((1, 2, 4, 8)):
+        for block in range(2):
+            stride = 2 if (stage > 0 and block == 0) else 1
+            x = _basic_block(x, width * mult, stride, f"s{stage + 1}b{block + 1}")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+MODELS = {
+    "lenet300": lenet300,
+    "lenet5": lenet5,
+    "resnet18": resnet18,
+    "mlp": mlp,
+}
+
+
+def build_model(name, input_shape, num_classes, **kwargs):
+    """Builds a registered model by name.
+
+    Args:
+        name: one of `MODELS` (`lenet300`, `lenet5`, `resnet18`, `mlp`).
+        input_shape: image shape `(H, W, C)`.
+        num_classes: number of logits.
+        **kwargs: model-specific options (`widths=` for `mlp`, `width=` for `resnet18`).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones).
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}. Valid models: {sorted(MODELS)}.")
+    return MODELS[name](tuple(input_shape), int(num_classes), **kwargs)

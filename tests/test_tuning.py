@@ -1,0 +1,248 @@
+"""Tests for dwt_keras.tuning and apps/tune.py: objectives, resumable searches, results files,
+the HParams dashboard, Hyperband, the W-MSA space, bad flags, and a chief + worker search."""
+
+import csv
+import dataclasses
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dwt_keras.tuning import objectives, search
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Small but real: 160 MNIST training images, 40 validation images, one epoch each phase.
+TINY = dict(dataset="mnist", epochs=1, retrain_epochs=1, max_train_samples=160,
+            bases=("haar", "identity"), quantizers=("none",), schedules=("oneshot", "gradual"))
+
+
+# -- objectives ------------------------------------------------------------------------------
+
+def test_size_aware_objectives():
+    f = objectives.size_aware_score
+    assert f(0.9, 3.0, "val_accuracy") == 0.9
+    assert f(0.9, 60.0, "constrained", min_ratio=50) == 0.9
+    # every feasible trial beats every infeasible one; closer to the ratio ranks higher
+    assert f(0.10, 50.0, "constrained", min_ratio=50) > f(0.99, 49.0, "constrained", min_ratio=50)
+    assert f(0.9, 40.0, "constrained", min_ratio=50) > f(0.9, 10.0, "constrained", min_ratio=50)
+    assert f(0.9, 5.0, "constrained", min_ratio=50) == pytest.approx(0.9 - 1 - 1)
+    assert f(0.9, 100.0, "tradeoff", weight=0.01) == pytest.approx(0.92)
+    with pytest.raises(ValueError, match="Valid choices"):
+        f(0.9, 10.0, "pareto")
+    with pytest.raises(ValueError, match="compression_ratio"):
+        f(0.9, 0.0, "tradeoff")
+
+
+def test_project_name_ignores_max_trials_only():
+    a = search.SearchConfig(**TINY, max_trials=2, save_dir="/x")
+    b = dataclasses.replace(a, max_trials=9, save_dir="/y", verbose=1)
+    assert search.project_name(a) == search.project_name(b)
+    assert search.project_name(a).startswith("tune-compression-mnist-lenet300-random-constrained-")
+    for change in (dict(tuner="bayesian"), dict(epochs=3), dict(seed=1), dict(bases=("db4",))):
+        assert search.project_name(dataclasses.replace(a, **change)) != search.project_name(a)
+
+
+def test_search_config_errors():
+    for bad, match in ((dict(tuner="grid"), "random, bayesian, hyperband"),
+                       (dict(objective="f1"), "val_accuracy, constrained, tradeoff"),
+                       (dict(strategy="tpu2"), "default, mirrored"),
+                       (dict(max_trials=0), "max_trials"),
+                       (dict(search_space="wmsa"), "val_accuracy")):
+        with pytest.raises(ValueError, match=match):
+            search.SearchConfig(**bad).validate()
+
+
+# -- a search, interrupted and resumed ---------------------------------------------------------
+
+def _rows(project_dir):
+    with open(project_dir / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_random_search_resumes_and_writes_results(tmp_path, data_dir, monkeypatch):
+    from dwt_keras.tuning import hypermodels
+
+    config = search.SearchConfig(**TINY, tuner="random", max_trials=2, save_dir=str(tmp_path))
+    original = hypermodels.CompressionHyperModel.fit
+    calls = []
+
+    def interrupted_fit(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption in trial 2")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hypermodels.CompressionHyperModel, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        search.run_search(config)
+    project = tmp_path / search.project_name(config)
+    first = json.loads((project / "trial_0" / "trial.json").read_text())
+    assert first["status"] == "COMPLETED"
+    assert json.loads((project / "trial_1" / "trial.json").read_text())["status"] == "RUNNING"
+
+    monkeypatch.setattr(hypermodels.CompressionHyperModel, "fit", original)
+    result = search.run_search(config)   # the same command again
+    assert result["project_dir"] == str(project)
+    assert (result["n_trials"], result["n_completed"]) == (2, 2)
+    again = json.loads((project / "trial_0" / "trial.json").read_text())
+    assert again["score"] == first["score"]          # the finished trial was not re-run
+    rows = _rows(project)
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+    assert {"val_score", "val_accuracy", "compression_ratio", "hp/wavelet", "hp/keep_ratio",
+            "hp/batch_size", "hp/schedule"} <= set(rows[0])
+    assert float(rows[0]["score"]) >= float(rows[1]["score"])   # sorted best first
+    assert (project / "trials.md").read_text().startswith("| trial_id |")
+
+    best = json.loads((project / "best_hyperparameters.json").read_text())
+    assert best["hyperparameters"]["wavelet"] in ("haar", "identity")
+    assert float(best["val_score"]) == pytest.approx(float(rows[0]["score"]))
+
+    # the best model is the stored file that was scored: same validation accuracy
+    report = json.loads((project / "best_model" / "report.json").read_text())
+    assert report["evaluated_on"] == "test" and report["test"]["n"] == 10000
+    from dwt_keras.compression import load_compressed
+
+    splits = search._load_data(config)
+    stored = load_compressed(project / "best_model" / "model.dwtc", attach_state=False)
+    val_acc = float(np.mean(np.argmax(stored.predict(splits.x_val, verbose=0), -1) ==
+                            splits.y_val))
+    assert val_acc == pytest.approx(float(rows[0]["val_accuracy"]), abs=1e-6)
+    assert report["compression_ratio"] == pytest.approx(float(rows[0]["compression_ratio"]),
+                                                        rel=1e-9)
+
+    # HParams dashboard: the experiment config and one session per trial
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    hp_root = project / "tensorboard" / "hparams"
+    acc = ea.EventAccumulator(str(hp_root)); acc.Reload()
+    assert "_hparams_/experiment" in acc.Tags()["tensors"]
+    for trial_id in ("0", "1"):
+        acc = ea.EventAccumulator(str(hp_root / trial_id)); acc.Reload()
+        assert "_hparams_/session_start_info" in acc.Tags()["tensors"]
+        assert "val_score" in acc.Tags()["tensors"]
+    trial_logs = project / "tensorboard" / "trials" / "0" / "execution0"
+    acc = ea.EventAccumulator(str(trial_logs / "retrain" / "train"), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert {"epoch_compression_ratio", "coefficient_sparsity/overall", "receptive_fields",
+            "coefficient_maps"} <= set(acc.Tags()["tensors"])
+    assert (trial_logs / "dense" / "validation").is_dir()
+
+
+@pytest.mark.slow
+def test_hyperband_two_trials(tmp_path, data_dir):
+    config = search.SearchConfig(**{**TINY, "epochs": 2}, tuner="hyperband", max_trials=2,
+                                 save_dir=str(tmp_path), objective="tradeoff")
+    result = search.run_search(config)
+    assert result["n_completed"] == 2
+    rows = _rows(pathlib.Path(result["project_dir"]))
+    assert all(r["hp/tuner/epochs"] for r in rows)
+    for r in rows:   # the tradeoff score is recomputed from the recorded metrics
+        assert float(r["val_score"]) == pytest.approx(
+            float(r["val_accuracy"]) + 0.01 * np.log10(float(r["compression_ratio"])), rel=1e-6)
+
+
+def test_wmsa_hypermodel_builds_and_fits():
+    import keras_tuner
+
+    from dwt_keras.tuning.hypermodels import WMSAHyperModel
+
+    hm = WMSAHyperModel((8, 8, 1), 3, widths=(8,), depths=(1, 1), heads=(2,), levels=(1, 5),
+                        batch_sizes=(8,))
+    assert hm.levels == [1]   # 2**5 > 8: dropped
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    assert {"width", "depth", "heads", "levels", "wavelet", "use_kernel", "lr",
+            "weight_decay"} <= set(hp.values)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, 16)
+    out = hm.fit(hp, model, x, y, validation_data=(x[:8], y[:8]), epochs=1)
+    assert out["val_score"] == out["val_accuracy"] and 0 <= out["val_accuracy"] <= 1
+    with pytest.raises(ValueError, match="divisible"):
+        WMSAHyperModel(widths=(10,), heads=(4,))
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+def _app_env(**extra):
+    # No PYTHONPATH: the app must run from a checkout as documented (`python apps/tune.py`).
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("PYTHONPATH", None)
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--tuner", "grid"], "random|bayesian|hyperband"),
+    (["--objective", "f1"], "val_accuracy|constrained|tradeoff"),
+    (["--strategy", "horovod"], "default|mirrored|multi_worker|tpu"),
+    (["--max_trials", "0"], "max_trials"),
+])
+def test_tune_app_rejects_bad_flags_before_training(tmp_path, argv, match):
+    proc = subprocess.run([sys.executable, "apps/tune.py", "--save_dir", str(tmp_path), *argv],
+                          cwd=ROOT, env=_app_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert match.split("|")[0] in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())   # nothing was started
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_chief_and_worker(tmp_path, data_dir):
+    port = str(_free_port())
+    argv = [sys.executable, "apps/tune.py", "--tuner", "bayesian", "--max_trials", "2",
+            "--epochs", "1", "--dataset", "mnist", "--save_dir", str(tmp_path),
+            "--max_train_samples", "160", "--bases", "haar", "--quantizers", "none",
+            "--schedules", "oneshot"]
+    procs = {}
+    for role in ("chief", "tuner0"):
+        env = _app_env(KERASTUNER_TUNER_ID=role, KERASTUNER_ORACLE_IP="127.0.0.1",
+                       KERASTUNER_ORACLE_PORT=port, DWT_KERAS_DATA_DIR=str(data_dir))
+        procs[role] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
+    outputs = {}
+    try:
+        for role in ("tuner0", "chief"):
+            outputs[role] = procs[role].communicate(timeout=400)[0]
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert procs["chief"].returncode == 0, outputs.get("chief", "")[-3000:]
+    assert procs["tuner0"].returncode == 0, outputs.get("tuner0", "")[-3000:]
+    (project,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = _rows(project)
+    assert len(rows) == 2 and all(r["status"] == "COMPLETED" for r in rows)
+    # the chief only serves the oracle: the worker ran the trials and wrote their files
+    assert (project / "trial_0" / "model.dwtc").is_file()
+    assert json.loads((project / "best_model" / "report.json").read_text())["evaluated_on"] == "test"
+    assert '"n_completed": 2' in outputs["chief"]
+
+
+def test_tune_flagfiles_parse():
+    script = (
+        "import glob, importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('tune', 'apps/tune.py')\n"
+        "tune = importlib.util.module_from_spec(spec); spec.loader.exec_module(tune)\n"
+        "from dwt_keras.tuning.search import project_name\n"
+        "for cfg in sorted(glob.glob('configs/tune_*.cfg')):\n"
+        "    tune.FLAGS.unparse_flags(); tune.FLAGS(['tune', '--flagfile=' + cfg])\n"
+        "    c = tune.config_from_flags(); print(cfg, c.tuner, c.search_space, project_name(c))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_app_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) >= 4
+    assert {l.split()[1] for l in lines} == {"random", "bayesian", "hyperband"}
+    assert any(" wmsa " in l for l in lines)
