@@ -82,50 +82,51 @@ def run_sweep(model, splits, bases=DEFAULT_BASES, keep_ratios=(0.05, 0.03, 0.02,
 
     train_ds, val_ds, _ = make_datasets(splits, batch_size=batch_size, seed=0)
     rows = []
-    tmpdir = tempfile.mkdtemp(prefix="dwt_sweep_")
-    for basis in bases:
-        keras.backend.clear_session()
-        m = keras.models.model_from_json(config)
-        m.set_weights(dense_weights)
-        for ratio in ratios:
-            t0 = time.perf_counter()
-            compress_model(m, keep_ratio=ratio, basis=basis, mode=mode, level=level, scope=scope,
-                           min_kernel_size=min_kernel_size, install=True)
-            m.compile(keras.optimizers.Adam(lr),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-            cbs = []
-            if early_stopping_patience > 0:
-                cbs.append(keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=early_stopping_patience,
-                    restore_best_weights=True))
-            if retrain_epochs > 0:
-                m.fit(train_ds, validation_data=val_ds, epochs=retrain_epochs, callbacks=cbs,
-                      verbose=0)
-            path = os.path.join(tmpdir, f"{basis}_{ratio}.dwtc")
-            info = storage.save_compressed(m, path, quantize=quantize, bits=bits, codec=codec)
-            loaded = storage.load_compressed(path)
-            val_acc, _ = _evaluate(loaded, splits.x_val, splits.y_val)
-            test_acc, test_loss = _evaluate(loaded, splits.x_test, splits.y_test)
-            state = constraints.get_state(m)
-            row = {
-                "basis": basis, "keep_ratio": ratio, "retrain_epochs": retrain_epochs,
-                "val_accuracy": val_acc, "test_accuracy": test_acc, "test_loss": test_loss,
-                "bytes_compressed_file": info["bytes"],
-                "compression_ratio": dense["bytes_float32"] / info["bytes"],
-                "coefficient_sparsity": state.coefficient_sparsity(),
-                "max_abs_weight_error": info["max_abs_weight_error"],
-                "mask_projection_error": state.max_hold_error()["projection_error"],
-                "seconds": time.perf_counter() - t0,
-            }
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
-            if verbose:
-                print(f"{basis:>8} keep {ratio:<6} val {val_acc:.4f} test {test_acc:.4f} "
-                      f"{info['bytes']:>8,} B ({row['compression_ratio']:.1f}x) "
-                      f"[{row['seconds']:.0f}s]", flush=True)
-            del loaded
+    # The files only exist to be measured and reloaded; nothing of them is kept.
+    with tempfile.TemporaryDirectory(prefix="dwt_sweep_") as tmpdir:
+        for basis in bases:
+            keras.backend.clear_session()
+            m = keras.models.model_from_json(config)
+            m.set_weights(dense_weights)
+            for ratio in ratios:
+                t0 = time.perf_counter()
+                compress_model(m, keep_ratio=ratio, basis=basis, mode=mode, level=level, scope=scope,
+                               min_kernel_size=min_kernel_size, install=True)
+                m.compile(keras.optimizers.Adam(lr),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=["accuracy"])
+                cbs = []
+                if early_stopping_patience > 0:
+                    cbs.append(keras.callbacks.EarlyStopping(
+                        monitor="val_loss", patience=early_stopping_patience,
+                        restore_best_weights=True))
+                if retrain_epochs > 0:
+                    m.fit(train_ds, validation_data=val_ds, epochs=retrain_epochs, callbacks=cbs,
+                          verbose=0)
+                path = os.path.join(tmpdir, f"{basis}_{ratio}.dwtc")
+                info = storage.save_compressed(m, path, quantize=quantize, bits=bits, codec=codec)
+                loaded = storage.load_compressed(path)
+                val_acc, _ = _evaluate(loaded, splits.x_val, splits.y_val)
+                test_acc, test_loss = _evaluate(loaded, splits.x_test, splits.y_test)
+                state = constraints.get_state(m)
+                row = {
+                    "basis": basis, "keep_ratio": ratio, "retrain_epochs": retrain_epochs,
+                    "val_accuracy": val_acc, "test_accuracy": test_acc, "test_loss": test_loss,
+                    "bytes_compressed_file": info["bytes"],
+                    "compression_ratio": dense["bytes_float32"] / info["bytes"],
+                    "coefficient_sparsity": state.coefficient_sparsity(),
+                    "max_abs_weight_error": info["max_abs_weight_error"],
+                    "mask_projection_error": state.max_hold_error()["projection_error"],
+                    "seconds": time.perf_counter() - t0,
+                }
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+                if verbose:
+                    print(f"{basis:>8} keep {ratio:<6} val {val_acc:.4f} test {test_acc:.4f} "
+                          f"{info['bytes']:>8,} B ({row['compression_ratio']:.1f}x) "
+                          f"[{row['seconds']:.0f}s]", flush=True)
+                del loaded
     selected = select_rows(rows, dense, tolerance)
     winner = None
     cands = [r for r in selected.values() if r is not None]
