@@ -4,7 +4,7 @@ Public names are imported lazily, so `import dwt_keras` stays fast and a user of
 does not pay for the others.
 """
 
-import importlib
+from dwt_keras._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -41,17 +41,4 @@ _LAZY = {
     "measure_latency": "dwt_keras.evaluation",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dwt_keras' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

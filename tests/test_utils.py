@@ -83,3 +83,25 @@ def test_evaluate_classifier_loss_and_latency():
     lat = evaluation.measure_latency(model, x, batch_size=8, repeats=5)
     assert lat["batch_size"] == 8 and lat["latency_ms_per_batch"] > 0
     assert lat["latency_ms_per_sample"] == pytest.approx(lat["latency_ms_per_batch"] / 8)
+
+
+def test_public_names_resolve_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dwt_keras, dwt_keras.compression as c, dwt_keras.training as t, "
+        "dwt_keras.tuning as u\n"
+        "assert 'keras' not in sys.modules, 'import dwt_keras must stay light'\n"
+        "missing = [m.__name__ + '.' + n for m in (dwt_keras, c, t, u) for n in m.__all__ "
+        "if not hasattr(m, n)]\n"
+        "assert not missing, missing\n"
+        "print(len(dwt_keras.__all__))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) >= 40
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        import dwt_keras
+
+        dwt_keras.nope  # noqa: B018

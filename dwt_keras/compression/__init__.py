@@ -11,7 +11,7 @@ Main entry points:
 * `run_compression_experiment` (pipeline): the whole experiment behind ``apps/DWT_model.py``.
 """
 
-import importlib
+from dwt_keras._lazy import lazy_exports
 
 _LAZY = {
     "plan_model": "dwt_keras.compression.bases",
@@ -36,17 +36,4 @@ _LAZY = {
     "run_compression_experiment": "dwt_keras.compression.pipeline",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dwt_keras.compression' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

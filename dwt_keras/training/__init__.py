@@ -6,7 +6,7 @@ Names are imported on first use, so that `from dwt_keras.training import define_
 does not pay for the heavier submodules.
 """
 
-import importlib
+from dwt_keras._lazy import lazy_exports
 
 _LAZY = {
     "STRATEGIES": "dwt_keras.training.strategy",
@@ -28,17 +28,4 @@ _LAZY = {
     "define_training_flags": "dwt_keras.training.flags",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dwt_keras.training' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

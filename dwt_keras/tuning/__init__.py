@@ -8,7 +8,7 @@
 * `SearchConfig`, `run_search`: the search behind the app, resumable and distributable.
 """
 
-import importlib
+from dwt_keras._lazy import lazy_exports
 
 _LAZY = {
     "CompressionHyperModel": "dwt_keras.tuning.hypermodels",
@@ -22,13 +22,4 @@ _LAZY = {
     "TUNERS": "dwt_keras.tuning.search",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dwt_keras.tuning' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)
