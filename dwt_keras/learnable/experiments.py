@@ -29,6 +29,7 @@ from dwt_keras.learnable.wavelet_dense import WaveletDense
 from dwt_keras.training.callbacks import standard_callbacks
 from dwt_keras.training.strategy import STRATEGIES
 from dwt_keras.training.strategy import get_strategy
+from dwt_keras.training.strategy import mixed_precision_policy
 
 EXPERIMENTS = ("mnist", "adding", "copy", "smnist")
 FC1_CHOICES = ("dense", "wavelet", "fastfood")
@@ -427,10 +428,7 @@ def _strategy_scope(strategy):
 
 def _set_precision(mixed_precision):
     if mixed_precision:
-        import tensorflow as tf
-
-        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-        keras.mixed_precision.set_global_policy(policy)
+        keras.mixed_precision.set_global_policy(mixed_precision_policy())
     else:
         keras.mixed_precision.set_global_policy("float32")
 

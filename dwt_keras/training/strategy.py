@@ -154,3 +154,11 @@ def describe_strategy(strategy):
         "num_replicas_in_sync": int(strategy.num_replicas_in_sync),
         "devices": [str(d) for d in devices],
     }
+
+
+def mixed_precision_policy():
+    """The Keras mixed-precision policy for this machine: `"mixed_float16"` where a GPU is
+    visible, else `"mixed_bfloat16"` (CPUs have no fast float16 path)."""
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"

@@ -207,13 +207,6 @@ def build_from_config(cfg, image_shape, num_classes):
     )
 
 
-def mixed_precision_policy():
-    """"mixed_float16" where a GPU is visible, else "mixed_bfloat16" (CPU)."""
-    import tensorflow as tf
-
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-
-
 def make_optimizer(cfg, steps_per_epoch):
     """AdamW with a linear warm-up from 0 to `lr`, then cosine decay to 0."""
     import keras
@@ -401,6 +394,8 @@ def train(cfg, callbacks=None):
 
     previous_policy = keras.mixed_precision.global_policy()
     if cfg.mixed_precision:
+        from dwt_keras.training.strategy import mixed_precision_policy
+
         keras.mixed_precision.set_global_policy(mixed_precision_policy())
     try:
         from dwt_keras.training.strategy import get_strategy
