@@ -5,6 +5,8 @@ Example (the main-job command):
 
     python apps/DWT_model.py --wavelet haar --batch_size 32 --epochs 10 --save_dir ./SavedModels
     python apps/DWT_model.py --flagfile=configs/mnist_lenet5.cfg
+    # spectral truncation: the first 2 dense epochs see DCT-low-passed inputs (tau 0.05 -> 1)
+    python apps/DWT_model.py --epochs 6 --spectral_reg --truncation_epochs 2 --mask_profile cosine
 
 All logic lives in `dwt_keras.compression.pipeline`; this file only maps flags to a
 `CompressionConfig`.
@@ -66,13 +68,18 @@ flags.DEFINE_integer("verbose", 1, "0: quiet.")
 from dwt_keras.training.flags import define_training_flags  # noqa: E402
 
 define_training_flags()
+# --spectral_reg --tau_init --tau_final --truncation_epochs --mask_profile --mask_rolloff
+# --spectral_per_step: low-pass the dense training's inputs (see dwt_keras.compression.pipeline).
+from dwt_keras.spectral.flags import define_spectral_flags  # noqa: E402
+
+define_spectral_flags(truncation_epochs=5)
 
 FLAGS = flags.FLAGS
 
 
 def config_from_flags():
     """Builds the `CompressionConfig` from the parsed flags."""
-    from dwt_keras.compression.pipeline import CompressionConfig
+    from dwt_keras.compression.pipeline import SPECTRAL_FIELDS, CompressionConfig
 
     keep_ratio = None if FLAGS.threshold is not None else FLAGS.keep_ratio
     overrides = None
@@ -104,6 +111,7 @@ def config_from_flags():
         strategy=FLAGS.strategy, lr_schedule=FLAGS.lr_schedule, l1=FLAGS.l1, l2=FLAGS.l2,
         dropout=FLAGS.dropout, batch_norm=FLAGS.batch_norm, init_from=FLAGS.init_from,
         freeze=FLAGS.freeze, saliency_images=FLAGS.saliency_images, export=FLAGS.export,
+        **{name: getattr(FLAGS, name) for name in SPECTRAL_FIELDS},
     )
 
 

@@ -5,7 +5,9 @@ wmsa_nokernel, wmsa_bias, wmsa_gibbs, wmsa_haar, wmsa_db2, wmsa_J2, wmsa_p2,
 wmsa_shared_embedding): parameters, analytic forward FLOPs, training and
 inference throughput / latency at a fixed batch, and peak memory (each variant
 measured in a fresh process so the peak RSS is its own); test accuracy (mean ±
-std over seeds) from the saved runs found under --runs_dir (their report.json);
+std over seeds) from the saved runs found under the --runs_dir folders (their
+report.json; the W-MSA settings that only the saved model records, such as
+token_norm, are read from its best.keras);
 plots of attention maps and of the learned kernel from a saved W-MSA run.
 
 Writes ``comparison.md``, ``comparison.json`` and the PNG plots to a new folder
@@ -15,6 +17,10 @@ Example:
 
     python apps/compare_models.py --variants=vit,wmsa,wmsa_nokernel \
         --runs_dir=saved_models/bench_wmsa --dataset=cifar10_subset
+
+    # accuracy table only, from two benchmark folders
+    python apps/compare_models.py --variants= \
+        --runs_dir=saved_models/bench_wmsa,saved_models/bench_wmsa2
 """
 
 import os
@@ -32,7 +38,7 @@ flags.DEFINE_list("variants", ["vit", "wmsa", "wmsa_nokernel", "wmsa_bias"],
 flags.DEFINE_enum("model_size", "tiny", ["tiny", "small", "base"], "Size of the measured models.")
 flags.DEFINE_integer("repeats", 10, "Timed repeats per measurement (median).", lower_bound=1)
 flags.DEFINE_boolean("isolate", True, "Measure each variant in a fresh process (own peak memory).")
-flags.DEFINE_string("runs_dir", None, "Folder searched for finished runs (report.json).")
+flags.DEFINE_list("runs_dir", [], "Folders searched for finished runs (report.json).")
 flags.DEFINE_string("plot_run", None, "Run folder (with best.keras) for the attention and kernel "
                     "plots; default: the first W-MSA run with a kernel under --runs_dir.")
 flags.DEFINE_integer("plot_image", 0, "Index of the test image used for attention maps.",
@@ -60,8 +66,9 @@ def main(argv):
     unknown = [v for v in FLAGS.variants if v not in analysis.VARIANTS]
     if unknown:
         raise app.UsageError(f"Unknown variants {unknown}; choose from {sorted(analysis.VARIANTS)}.")
-    if FLAGS.runs_dir and not pathlib.Path(FLAGS.runs_dir).is_dir():
-        raise app.UsageError(f"--runs_dir {FLAGS.runs_dir} is not a folder.")
+    missing = [d for d in FLAGS.runs_dir if not pathlib.Path(d).is_dir()]
+    if missing:
+        raise app.UsageError(f"--runs_dir: not a folder: {', '.join(missing)}.")
     out_dir = make_run_dir(FLAGS.save_dir, f"compare-{FLAGS.model_size}")
 
     rows = []
@@ -82,7 +89,8 @@ def main(argv):
     plots = []
     plot_run = FLAGS.plot_run
     if plot_run is None and FLAGS.runs_dir:
-        for path in sorted(pathlib.Path(FLAGS.runs_dir).rglob("config.json")):
+        configs = [p for d in FLAGS.runs_dir for p in sorted(pathlib.Path(d).rglob("config.json"))]
+        for path in configs:
             cfg = json.loads(path.read_text())
             if cfg.get("model") == "wmsa" and cfg.get("use_kernel") and (path.parent / "best.keras").exists():
                 plot_run = str(path.parent)

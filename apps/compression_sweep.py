@@ -34,6 +34,11 @@ flags.DEFINE_integer("quant_bits", 6, "k-means codebook bits.")
 flags.DEFINE_string("mode", "periodization", "Wavelet mode.")
 flags.DEFINE_integer("max_train_samples", None, "Training subset (quick runs).")
 flags.DEFINE_integer("max_eval_samples", None, "Validation/test subset (quick runs).")
+# --spectral_reg ...: low-pass the inputs of the dense training's first epochs (not of the
+# per-ratio retraining, which starts from the trained model).
+from dwt_keras.spectral.flags import define_spectral_flags  # noqa: E402
+
+define_spectral_flags(truncation_epochs=5)
 FLAGS = flags.FLAGS
 
 
@@ -56,30 +61,36 @@ def main(argv):
             epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr, seed=FLAGS.seed,
             validation_split=FLAGS.validation_split, max_train_samples=FLAGS.max_train_samples,
             max_eval_samples=FLAGS.max_eval_samples, quantize=FLAGS.quantize,
-            quant_bits=FLAGS.quant_bits, mode=FLAGS.mode, save_dir=FLAGS.save_dir))
+            quant_bits=FLAGS.quant_bits, mode=FLAGS.mode, save_dir=FLAGS.save_dir,
+            **{name: getattr(FLAGS, name) for name in pipeline.SPECTRAL_FIELDS}))
+        if FLAGS.init_model and cfg.spectral_reg:
+            raise ValueError("--spectral_reg acts on the dense training, which --init_model "
+                             "skips; drop one of them.")
         check_writable_dir(FLAGS.save_dir)
     except ValueError as e:
         raise app.UsageError(str(e))
     set_seed(FLAGS.seed)
     splits = pipeline.load_data(cfg)
+    spectral = pipeline.spectral_setup(cfg)
+    history = None
     if FLAGS.init_model:
         model = keras.models.load_model(FLAGS.init_model)
     else:
-        model = pipeline.build_model_for(cfg, splits.info)
-        pipeline.compile_model(model, cfg, cfg.lr)
         from dwt_keras.data import make_datasets
 
+        model = pipeline.build_model_for(cfg, splits.info)
         tr, va, _ = make_datasets(splits, batch_size=cfg.batch_size, seed=cfg.seed)
-        model.fit(tr, validation_data=va, epochs=cfg.epochs, verbose=2,
-                  callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=3,
-                                                           restore_best_weights=True)])
+        # Early stopping on validation loss (patience 3) restoring the best weights; with
+        # --spectral_reg it starts after the curriculum.
+        history = pipeline.fit_dense(model, cfg, tr, va, lr=cfg.lr, spectral=spectral)
     run_dir = make_run_dir(FLAGS.save_dir, f"sweep-{cfg.dataset}-{model.name}")
     result = sweep.run_sweep(model, splits, bases=FLAGS.bases, keep_ratios=ratios,
                              retrain_epochs=FLAGS.retrain_epochs, batch_size=cfg.batch_size,
                              lr=cfg.lr, quantize=cfg.quantize, bits=cfg.quant_bits,
                              tolerance=FLAGS.tolerance, mode=cfg.mode)
     sweep.write_outputs(result, run_dir, tolerance=FLAGS.tolerance,
-                        title=f"{cfg.dataset} / {model.name}")
+                        title=f"{cfg.dataset} / {model.name}",
+                        extra={"spectral": pipeline.spectral_record(spectral, history)})
     print(f"dense test accuracy {result.dense['test_accuracy']:.4f}")
     for basis, row in result.selected.items():
         if row is None:

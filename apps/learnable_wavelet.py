@@ -9,9 +9,25 @@ Examples:
   # flag files
   python apps/learnable_wavelet.py --flagfile configs/learnable_mnist_wavelet.cfg
 
+  # spectral truncation of the training images during the first 5 epochs (mnist, smnist)
+  python apps/learnable_wavelet.py --experiment mnist --spectral_reg --truncation_epochs 5
+  # shared training extras
+  python apps/learnable_wavelet.py --experiment mnist --lr_schedule cosine --augment mnist \
+      --l2 1e-4 --early_stopping_patience 3 --export tflite --saliency_images 4
+  python apps/learnable_wavelet.py --experiment mnist --ensemble 3     # or --cv_folds 5
+  python apps/learnable_wavelet.py --experiment adding --init_from runs/.../model.keras --freeze
+
 Each run writes a new folder under --save_dir with report.json (params, test_accuracy, ...),
 model.keras and, for wavelet layers, filters.png. Settings not given on the command line take
 the experiment's defaults (see dwt_keras.learnable.experiments.EXPERIMENT_DEFAULTS).
+
+--lr_schedule constant (the default) keeps the experiment's per-epoch step decay --lr_decay
+(mnist: 0.8); any other schedule replaces it (--lr_decay then defaults to 1, and giving both is
+an error). --spectral_reg applies to the image experiments only (smnist: the 28x28 image is
+filtered before it is serialised); the saved model.keras is the plain model and report.json
+records the spectral settings and the tau of every epoch. How each extra applies to structured
+layers and to the sequence tasks (and which ones those refuse) is documented in
+dwt_keras.learnable.experiments.
 """
 
 from absl import app
@@ -19,8 +35,12 @@ from absl import flags
 
 from dwt_keras.cli import define_common_flags
 from dwt_keras.learnable import experiments as ex
+from dwt_keras.spectral.flags import define_spectral_flags
+from dwt_keras.training.flags import define_training_flags
 
 define_common_flags(epochs=20, batch_size=64, lr=1.0, dataset="mnist")
+define_spectral_flags(truncation_epochs=10)
+define_training_flags()
 flags.DEFINE_enum("experiment", "mnist", list(ex.EXPERIMENTS), "Which experiment to run.")
 flags.DEFINE_enum("fc1", "wavelet", list(ex.FC1_CHOICES), "MNIST CNN: the fc1 layer.")
 flags.DEFINE_integer("dense_units", 500, "MNIST CNN: width of the dense fc1.", lower_bound=1)
@@ -41,7 +61,8 @@ flags.DEFINE_integer("n_test", 2000, "Adding / copy problems: test set size.", l
 flags.DEFINE_integer("train_samples", 0, "Image tasks: use only the first N training images (0: all).",
                      lower_bound=0)
 flags.DEFINE_enum("optimizer", "adadelta", list(ex.OPTIMIZERS), "Optimizer.")
-flags.DEFINE_float("lr_decay", 0.8, "Learning-rate step decay per epoch (1: constant).",
+flags.DEFINE_float("lr_decay", 0.8, "Learning-rate step decay per epoch (1: constant); used with "
+                   "--lr_schedule constant only.",
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float("clipnorm", 0.0, "Gradient-norm clipping (0: off).", lower_bound=0.0)
 flags.DEFINE_boolean("plot", True, "Write the learned-filter / frequency-response plot.")
@@ -59,6 +80,8 @@ def config_from_flags():
     for name, value in ex.EXPERIMENT_DEFAULTS[FLAGS.experiment].items():
         if not FLAGS[name].present:
             values[name] = value
+    if FLAGS.lr_schedule not in ("constant", "none") and not FLAGS["lr_decay"].present:
+        values["lr_decay"] = 1.0  # the chosen schedule replaces the experiment's step decay
     values["compress"] = tuple(values["compress"])
     return ex.ExperimentConfig(**values)
 
@@ -66,7 +89,10 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = config_from_flags().validate()
+    try:
+        config = config_from_flags().validate()  # before any data is loaded
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
     report = ex.run_experiment(config)
     print(ex.format_summary(report))
     print(f"report: {report['run_dir']}/report.json")

@@ -7,6 +7,8 @@ Examples:
   # Bayesian optimisation / Hyperband, from flag files
   python apps/tune.py --flagfile configs/tune_mnist_bayesian.cfg
   python apps/tune.py --flagfile configs/tune_mnist_hyperband.cfg
+  # every trial's dense training starts on DCT-low-passed inputs (spectral truncation)
+  python apps/tune.py --epochs 3 --spectral_reg --truncation_epochs 1 --save_dir tuning
 
 Results go to <save_dir>/tune-<space>-<dataset>-<model>-<tuner>-<objective>-<hash>/:
 best_hyperparameters.json, trials.csv, trials.md, best_model/ (the best trial's compressed file and
@@ -90,11 +92,18 @@ flags.DEFINE_float("keep_ratio_min", 0.005, "Smallest keep ratio searched.", low
 flags.DEFINE_float("keep_ratio_max", 0.2, "Largest keep ratio searched.", lower_bound=1e-6,
                    upper_bound=1.0)
 flags.DEFINE_integer("verbose", 0, "Keras verbosity during trials.", lower_bound=0, upper_bound=2)
+# --spectral_reg --tau_init --tau_final --truncation_epochs --mask_profile --mask_rolloff
+# --spectral_per_step: every trial's dense training sees low-passed inputs first.
+from dwt_keras.spectral.flags import define_spectral_flags  # noqa: E402
+
+define_spectral_flags(truncation_epochs=1)
 
 FLAGS = flags.FLAGS
 
 
 def config_from_flags():
+    from dwt_keras.compression.pipeline import SPECTRAL_FIELDS
+
     return SearchConfig(
         tuner=FLAGS.tuner, search_space=FLAGS.search_space, dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir, save_dir=FLAGS.save_dir, log_dir=FLAGS.log_dir or None,
@@ -109,13 +118,17 @@ def config_from_flags():
         quantizers=tuple(FLAGS.quantizers) if FLAGS.quantizers else None,
         keep_ratio_range=(FLAGS.keep_ratio_min, FLAGS.keep_ratio_max),
         strategy=FLAGS.strategy, verbose=FLAGS.verbose,
+        **{name: getattr(FLAGS, name) for name in SPECTRAL_FIELDS},
     ).validate()
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = config_from_flags()
+    try:
+        config = config_from_flags()
+    except ValueError as e:
+        raise app.UsageError(str(e))
     from dwt_keras.tuning.search import run_search
 
     result = run_search(config)

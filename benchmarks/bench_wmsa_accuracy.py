@@ -6,12 +6,19 @@ training images (selection of the best epoch on it), test on the 1000 test image
 Runs are interleaved (seed 0: wmsa, vit; seed 1: ...) so a partial run still gives
 paired results, and an interrupted benchmark resumes when re-run (same run folders).
 
+`--models` takes `vit`, `wmsa` and the ablation names of
+`dwt_keras.transformer.analysis.VARIANTS` whose settings are training-config
+fields (e.g. `wmsa_nokernel`, `wmsa_J2`, `wmsa_haar`, `wmsa_p2`).
+
 Usage:
     python benchmarks/bench_wmsa_accuracy.py --epochs 20 --seeds 0 1 2 \
         --save_dir saved_models/bench_wmsa --out benchmarks/results/wmsa_accuracy.json
+    python benchmarks/bench_wmsa_accuracy.py --models wmsa_J2 --epochs 10 --warmup_epochs 1 \
+        --seeds 0 --save_dir saved_models/bench_wmsa2
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -23,7 +30,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from dwt_keras.transformer.analysis import VARIANTS  # noqa: E402
 from dwt_keras.transformer.training import TrainConfig, train  # noqa: E402
+
+
+def variant_settings(name):
+    """(model, TrainConfig overrides) of a `VARIANTS` name; ValueError if not a config setting."""
+    if name not in VARIANTS:
+        raise ValueError(f"Unknown model {name!r}; choose from {sorted(VARIANTS)}.")
+    kind, over = VARIANTS[name]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    missing = sorted(set(over) - fields)
+    if missing:
+        raise ValueError(
+            f"Variant {name!r} sets {missing}, which are model defaults, not training-config "
+            "settings; it cannot be trained from this script."
+        )
+    return kind, dict(over)
 
 
 def summarise(reports):
@@ -48,7 +71,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--models", nargs="+", default=["wmsa", "vit"],
-                    help="wmsa, vit, wmsa_nokernel")
+                    help="vit, wmsa, or a VARIANTS ablation (wmsa_nokernel, wmsa_J2, wmsa_haar, ...)")
     ap.add_argument("--model_size", default="tiny")
     ap.add_argument("--batch_size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -60,16 +83,20 @@ def main():
     ap.add_argument("--save_dir", default="saved_models/bench_wmsa")
     ap.add_argument("--out", default="benchmarks/results/wmsa_accuracy.json")
     args = ap.parse_args()
+    try:
+        settings = {name: variant_settings(name) for name in args.models}
+    except ValueError as e:
+        ap.error(str(e))
 
     reports = {m: [] for m in args.models}
     t_start = time.time()
     for seed in args.seeds:
         for name in args.models:
-            model = "vit" if name == "vit" else "wmsa"
+            model, over = settings[name]
             cfg = TrainConfig(
                 model=model,
                 model_size=args.model_size,
-                use_kernel=name != "wmsa_nokernel",
+                **over,
                 dataset=args.dataset,
                 data_dir=args.data_dir,
                 epochs=args.epochs,

@@ -1,14 +1,19 @@
-"""Summarise the W-MSA vs ViT accuracy runs under a save_dir (finished or not).
+"""Summarise the W-MSA vs ViT accuracy runs under one or more save_dirs (finished or not).
 
 Reads every run folder's report.json (finished: TEST accuracy) and history.csv
 (per-epoch VALIDATION accuracy, also for unfinished runs), and prints / writes:
 test accuracy mean ± std over finished seeds, and validation accuracy per epoch
 (mean ± std over the seeds that reached it) so that partially finished runs are
-still compared at equal epochs of the same schedule.
+still compared at equal epochs of the same schedule. Runs are grouped by the
+variant names of `dwt_keras.transformer.analysis` (`vit`, `wmsa`,
+`wmsa_nokernel`, `wmsa_previous`, ...), which include the W-MSA settings
+recorded only in the saved model.
 
 Usage:
     python benchmarks/bench_wmsa_summary.py --save_dir saved_models/bench_wmsa \
         --out benchmarks/results/wmsa_accuracy_summary.json
+    python benchmarks/bench_wmsa_summary.py --save_dir saved_models/bench_wmsa saved_models/bench_wmsa2 \
+        --models vit wmsa --out benchmarks/results/wmsa_accuracy_summary2.json
 """
 
 import argparse
@@ -17,7 +22,14 @@ import json
 import os
 import pathlib
 
+import sys
+
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dwt_keras.transformer.analysis import saved_model_settings, variant_of_config  # noqa: E402
 
 
 def read_history(path):
@@ -38,19 +50,27 @@ def _ms(values):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--save_dir", default="saved_models/bench_wmsa")
+    ap.add_argument("--save_dir", nargs="+", default=["saved_models/bench_wmsa"])
+    ap.add_argument("--models", nargs="*", default=None,
+                    help="only these variants (default: every variant found)")
     ap.add_argument("--out", default="benchmarks/results/wmsa_accuracy_summary.json")
     args = ap.parse_args()
 
     runs = {}
-    for cfg_path in sorted(pathlib.Path(args.save_dir).glob("*/config.json")):
+    cfg_paths = sorted(p for d in args.save_dir for p in pathlib.Path(d).glob("*/config.json"))
+    for cfg_path in cfg_paths:
         cfg = json.loads(cfg_path.read_text())
-        model = cfg["model"] if cfg["model"] == "vit" or cfg.get("use_kernel") else "wmsa_nokernel"
+        if cfg["model"] == "wmsa":
+            cfg.update(saved_model_settings(cfg_path.parent))
+        model = variant_of_config(cfg)
+        if args.models and model not in args.models:
+            continue
         rep_path = cfg_path.parent / "report.json"
         rep = json.loads(rep_path.read_text()) if rep_path.exists() else None
         hist = read_history(cfg_path.parent / "history.csv")
         runs.setdefault(model, []).append({
             "seed": cfg["seed"],
+            "run_dir": str(cfg_path.parent),
             "epochs_planned": cfg["epochs"],
             "epochs_done": len(hist),
             "val_accuracy": [h.get("val_accuracy") for h in hist],

@@ -365,6 +365,55 @@ def test_gru_layers_add_loss_once_per_sequence_and_validate_compress():
         WaveletGRU(8, filter_length=1)
 
 
+@pytest.mark.parametrize(
+    "cls, kwargs, compress",
+    [
+        (WaveletGRU, {"levels": 2, "filter_length": 4, "init_wavelet": "random"}, "all"),
+        (WaveletGRU, {"levels": 1, "filter_length": 6, "init_wavelet": "haar"}, "state,reset"),
+        (FastfoodGRU, {}, "update"),
+    ],
+)
+def test_materialized_recurrent_matrices_give_the_structured_outputs_and_gradients(cls, kwargs, compress):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 6, 2)).astype("float32")
+    layers_ = [cls(12, compress=compress, seed=1, recurrent_impl=impl, **kwargs) for impl in ("structured", "materialized")]
+    for layer in layers_:
+        layer(x)
+    # Weights away from the initial values, so the filters, scales and dense kernels all matter.
+    layers_[0].set_weights([w + rng.normal(scale=0.3, size=w.shape).astype("float32") for w in layers_[0].get_weights()])
+    layers_[1].set_weights(layers_[0].get_weights())
+    outputs, grads = [], []
+    for layer in layers_:
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = ops.sum(ops.square(y)) + ops.sum(layer.losses)
+        outputs.append(_np(y))
+        grads.append([_np(g) for g in tape.gradient(loss, layer.trainable_variables)])
+    assert layers_[0].cell.prepare().keys() == {"structured"}
+    assert layers_[1].cell.prepare()["update_reset"].shape == (12, 24)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+    assert len(grads[0]) == len(grads[1]) == len(layers_[0].trainable_variables)
+    for g_structured, g_materialized in zip(*grads):
+        assert np.abs(g_structured).max() > 0
+        np.testing.assert_allclose(g_materialized, g_structured, rtol=1e-4, atol=1e-5 * np.abs(g_structured).max())
+
+
+def test_recurrent_impl_auto_choice_validation_and_config():
+    from dwt_keras.learnable.recurrent import AUTO_MATERIALIZE_MAX_UNITS
+
+    assert WaveletGRUCell(16, levels=1).resolved_recurrent_impl() == "materialized"
+    big = FastfoodGRUCell(AUTO_MATERIALIZE_MAX_UNITS + 1)
+    assert big.resolved_recurrent_impl() == "structured"
+    assert FastfoodGRUCell(16, recurrent_impl="structured").resolved_recurrent_impl() == "structured"
+    with pytest.raises(ValueError, match="recurrent_impl='fused'.*auto, structured, materialized"):
+        WaveletGRU(8, levels=1, recurrent_impl="fused")
+    layer = FastfoodGRU(8, compress="state", recurrent_impl="materialized")
+    assert layer.get_config()["recurrent_impl"] == "materialized"
+    assert FastfoodGRU.from_config(layer.get_config()).cell.recurrent_impl == "materialized"
+
+
 # ---------------------------------------------------------------- serialization
 
 
@@ -375,7 +424,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
     h = FastfoodDense(10, use_bias=True, seed=5)(h)
     seq_in = keras.Input((6, 3))
     s = WaveletGRU(8, compress="state,reset", levels=1, filter_length=4, init_wavelet="random", seed=1)(seq_in)
-    s2 = FastfoodGRU(8, compress="update", seed=2)(seq_in)
+    s2 = FastfoodGRU(8, compress="update", seed=2, recurrent_impl="structured")(seq_in)
     model = keras.Model([dense_in, seq_in], [h, s, s2])
     x = [rng.normal(size=(3, 24)).astype("float32"), rng.normal(size=(3, 6, 3)).astype("float32")]
     for var in model.trainable_variables:  # move away from the initial values
@@ -385,6 +434,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
     loaded = keras.models.load_model(path)
     for a, b in zip(model(x), loaded(x)):
         np.testing.assert_array_equal(_np(a), _np(b))
+    assert [layer.cell.recurrent_impl for layer in loaded.layers[-2:]] == ["auto", "structured"]
     for cls, layer in ((WaveletDense, model.layers[1]),):
         clone = cls.from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()

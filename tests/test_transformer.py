@@ -188,13 +188,21 @@ def test_model_sizes_and_default_signature():
     assert (ViT(model_size="base").embed_dim, ViT(model_size="base").depth) == (384, 12)
 
 
-@pytest.mark.parametrize("cls", ["wmsa", "wmsa_bias_gibbs", "vit"])
+@pytest.mark.parametrize(
+    "cls", ["wmsa", "wmsa_bias_gibbs", "vit", "wmsa_layernorm_klr", "wmsa_subband_rms"]
+)
 def test_keras_round_trip_identical_outputs(cls, tmp_path):
     x = _images((3, 32, 32, 3))
     if cls == "vit":
         m = ViT(patch_size=4, **SMALL)
     elif cls == "wmsa":
         m = WaveletTransformer(n_levels=3, wavelet="db4", patch_size=4, **SMALL)
+    elif cls == "wmsa_layernorm_klr":
+        m = WaveletTransformer(n_levels=3, wavelet="db4", patch_size=4, token_norm="layernorm",
+                               kernel_lr_multiplier=10.0, **SMALL)
+    elif cls == "wmsa_subband_rms":
+        m = WaveletTransformer(n_levels=2, wavelet="haar", patch_size=4,
+                               token_norm="subband_rms", **SMALL)
     else:
         m = WaveletTransformer(n_levels=2, wavelet="haar", patch_size=2, kernel_mode="bias",
                                spatial_kernel="gibbs", **SMALL)
@@ -205,6 +213,97 @@ def test_keras_round_trip_identical_outputs(cls, tmp_path):
     assert type(loaded) is type(m)
     np.testing.assert_array_equal(ops.convert_to_numpy(loaded(x)), y)
     assert loaded.get_config() == m.get_config()
+
+
+def test_models_saved_before_token_norm_existed_load_as_before():
+    m = WaveletTransformer(n_levels=2, wavelet="haar", patch_size=4, **SMALL)
+    config = m.get_config()
+    for key in ("token_norm", "kernel_lr_multiplier"):
+        config.pop(key)
+    config["kernel_kwargs"] = {}
+    old = WaveletTransformer.from_config(config)
+    assert old.token_norm == "none" and old.kernel_lr_multiplier == 1.0
+    assert old.blocks[0].attn.kernel.lr_multiplier == 1.0
+
+
+def _content_rms_per_subband(model, x):
+    """RMS of the embedded (and normalised) token content, per subband, before positions."""
+    tokens = model.tokenizer(x)
+    if model.token_norm == "subband_rms":
+        tokens = model.token_normalization(tokens)
+    emb = model.token_embedding(tokens)
+    if model.token_norm == "layernorm":
+        emb = model.token_normalization(emb)
+    emb = ops.convert_to_numpy(emb)
+    sub = model.token_metadata()["subband"]
+    return np.array([np.sqrt(np.mean(emb[:, sub == s] ** 2)) for s in np.unique(sub)])
+
+
+def test_token_norm_equalises_subband_scales_at_init():
+    # Smooth images (a blurred random field) have the natural-image energy decay
+    # across levels that makes the raw subbands differ in scale by orders of magnitude.
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 32, 32, 3)).astype("float32")
+    for _ in range(3):
+        x = 0.25 * (np.roll(x, 1, 1) + np.roll(x, -1, 1) + np.roll(x, 1, 2) + np.roll(x, -1, 2))
+    rms = {}
+    for norm in ("none", "layernorm", "subband_rms"):
+        keras.utils.set_random_seed(0)
+        m = WaveletTransformer(n_levels=3, wavelet="db4", patch_size=4, token_norm=norm, **SMALL)
+        m.build((None, 32, 32, 3))
+        rms[norm] = _content_rms_per_subband(m, x)
+    assert rms["none"].max() / rms["none"].min() > 100
+    # LayerNorm: every token has unit RMS over its width.
+    np.testing.assert_allclose(rms["layernorm"], 1.0, rtol=2e-2)
+    # Subband RMS: coefficients at unit scale, so subbands differ only through their
+    # (equal-variance glorot) embeddings.
+    assert rms["subband_rms"].max() / rms["subband_rms"].min() < 3
+    m = WaveletTransformer(n_levels=3, wavelet="db4", patch_size=4, token_norm="subband_rms",
+                           **SMALL)
+    raw = ops.convert_to_numpy(m.tokenizer(x))
+    normed = ops.convert_to_numpy(m.token_normalization(m.tokenizer(x)))
+    sub = m.token_metadata()["subband"]
+    for s in np.unique(sub):
+        band = normed[:, sub == s]
+        ms = np.mean(raw[:, sub == s].astype("float64") ** 2, axis=(1, 2))
+        expected = np.sqrt(ms / (ms + m.token_normalization.epsilon))  # 1 up to epsilon
+        np.testing.assert_allclose(np.sqrt(np.mean(band**2, axis=(1, 2))), expected, rtol=1e-4)
+        assert np.all(expected > 0.99)
+        # One positive factor per image and subband: relative sizes inside it are kept.
+        ratio = band / raw[:, sub == s]
+        assert np.allclose(ratio, ratio[:, :1, :1], rtol=1e-4)
+
+
+def test_kernel_lr_multiplier_same_kernel_and_faster_learning():
+    x = _images((8, 32, 32, 3))
+    y = np.arange(8) % 3
+    moved, kernels = {}, {}
+    for mult in (1.0, 10.0):
+        keras.utils.set_random_seed(0)
+        m = WaveletTransformer(num_classes=3, n_levels=2, wavelet="haar", patch_size=4,
+                               kernel_lr_multiplier=mult, **SMALL)
+        m.build((None, 32, 32, 3))
+        kern = m.blocks[0].attn.kernel
+        meta = m.token_metadata()
+        kernels[mult] = ops.convert_to_numpy(
+            kern.kernel_matrix(meta["level"], meta["orientation"], meta["position"]))
+
+        def params():
+            return np.concatenate([ops.convert_to_numpy(v).ravel() for v in (
+                kern.spatial_bandwidth_values(), kern.scale_bandwidths(), kern.rhos())])
+
+        before = params()
+        m.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        for _ in range(3):
+            m.train_on_batch(x, y)
+        moved[mult] = np.abs(params() - before)
+    # Same function at initialisation...
+    np.testing.assert_allclose(kernels[10.0], kernels[1.0], rtol=1e-5)
+    # ...but an Adam step moves the raw parameters ~lr in stored units, i.e. 10x
+    # further in the units the kernel uses.
+    assert np.all(moved[10.0] > 0)
+    assert 5.0 < np.median(moved[10.0] / np.maximum(moved[1.0], 1e-12)) < 15.0
 
 
 def test_training_steps_lower_the_loss():
@@ -265,6 +364,9 @@ def test_mixed_precision_forward_and_step():
         (dict(kernel_mode="dense"), "fold"),
         (dict(kernel_mode="fold", spatial_kernel="gibbs"), "gibbs"),
         (dict(patch_size=0), "patch_size"),
+        (dict(token_norm="batchnorm"), "layernorm"),
+        (dict(kernel_lr_multiplier=0.0), "kernel_lr_multiplier"),
+        (dict(kernel_lr_multiplier=2.0, kernel_kwargs={"lr_multiplier": 3.0}), "disagree"),
     ],
 )
 def test_bad_settings_raise_clear_errors(kwargs, match):
@@ -302,3 +404,44 @@ def test_analytic_flops_match_the_weights_and_the_filter_bank():
     # db4 (8 taps), one level of 32x32x1 with periodization: rows then columns,
     # 32*32 outputs per pass, 8 multiply-adds each.
     assert dwt_flops((32, 32), 1, 1, "db4", "periodization") == 2 * (2 * 8 * 32 * 32)
+
+
+def test_collect_runs_reads_model_only_settings_from_the_saved_model(tmp_path):
+    import json
+    import zipfile
+
+    from dwt_keras.transformer.analysis import collect_runs
+
+    def run(folder, model, seed, acc, saved_config=None):
+        d = tmp_path / folder / f"{model}-s{seed}"
+        d.mkdir(parents=True)
+        cfg = dict(model=model, model_size="tiny", dataset="cifar10_subset", epochs=10,
+                   seed=seed, use_kernel=True, wavelet="db4", n_levels=3, patch_size=4)
+        (d / "report.json").write_text(json.dumps(
+            {"config": cfg, "test": {"accuracy": acc, "f1_macro": acc}, "params": 1}))
+        if saved_config is not None:
+            cls = "WaveletTransformer" if model == "wmsa" else "ViT"
+            with zipfile.ZipFile(d / "best.keras", "w") as z:
+                z.writestr("config.json", json.dumps({"class_name": cls, "config": saved_config}))
+
+    # Saved before token_norm existed (no key) vs with the current default.
+    run("old", "wmsa", 0, 0.30, saved_config={"n_levels": 3})
+    run("old", "wmsa", 1, 0.32, saved_config={"n_levels": 3})
+    run("new", "wmsa", 0, 0.40, saved_config=WaveletTransformer(**SMALL).get_config())
+    run("old", "vit", 0, 0.35, saved_config={})
+    # Without a kernel, the kernel's learning-rate setting does not define a variant.
+    run("new", "wmsa_nk", 0, 0.38, saved_config={"token_norm": "layernorm",
+                                                 "kernel_lr_multiplier": 1.0})
+    nk = tmp_path / "new" / "wmsa_nk-s0" / "report.json"
+    rep = json.loads(nk.read_text())
+    rep["config"].update(model="wmsa", use_kernel=False)
+    nk.write_text(json.dumps(rep))
+    rows = {r["variant"]: r for r in collect_runs([tmp_path / "old", tmp_path / "new"])}
+    assert set(rows) == {"wmsa", "wmsa_previous", "vit", "wmsa_nokernel"}
+    assert rows["wmsa_previous"]["seeds"] == [0, 1]
+    np.testing.assert_allclose(rows["wmsa_previous"]["test_accuracy_mean"], 0.31)
+    np.testing.assert_allclose(rows["wmsa_previous"]["test_accuracy_std"],
+                               np.std([0.3, 0.32], ddof=1))
+    assert rows["wmsa"]["seeds"] == [0] and rows["wmsa"]["test_accuracy_std"] is None
+    # One folder given as a plain path still works.
+    assert {r["variant"] for r in collect_runs(tmp_path / "new")} == {"wmsa", "wmsa_nokernel"}

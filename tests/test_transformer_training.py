@@ -98,13 +98,20 @@ def test_levels_too_deep_for_the_data_fail_before_training(tmp_path, data_dir):
     assert not list(tmp_path.rglob("history.csv"))
 
 
-def test_app_rejects_bad_flags_with_clear_message(tmp_path):
+@pytest.mark.parametrize(
+    "flag,expected",
+    [
+        ("--augment=crop_flip,jitter", ["jitter", "randaugment"]),
+        # A shared training extra that does not apply to transformers.
+        ("--batch_norm", ["--batch_norm is not applicable", "LayerNorm"]),
+    ],
+)
+def test_app_rejects_bad_flags_with_clear_message(tmp_path, flag, expected):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "apps" / "wmsa_cifar10.py"), "--augment=crop_flip,jitter",
-         f"--save_dir={tmp_path}"],
+        [sys.executable, str(ROOT / "apps" / "wmsa_cifar10.py"), flag, f"--save_dir={tmp_path}"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode != 0
-    assert "jitter" in proc.stderr and "randaugment" in proc.stderr
+    assert all(text in proc.stderr for text in expected), proc.stderr[-2000:]
     assert not any(tmp_path.iterdir())

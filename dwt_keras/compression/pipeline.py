@@ -29,12 +29,14 @@ import time
 
 import numpy as np
 
+from dwt_keras.spectral.options import SPECTRAL_FIELDS, SpectralOptions, spectral_report  # noqa: F401
+
 SCHEDULES = ("oneshot", "iterative", "gradual")
 OPTIMIZERS = ("adam", "sgd", "adamw")
 
 
 @dataclasses.dataclass
-class CompressionConfig:
+class CompressionConfig(SpectralOptions):
     """Settings of one compression experiment (the app's flags map 1:1 onto these fields).
 
     Data: ``dataset``, ``data_dir`` (default ``$DWT_KERAS_DATA_DIR``), ``validation_split``,
@@ -71,7 +73,16 @@ class CompressionConfig:
     final decompressed model. With ``log_dir`` both phases log the shared TensorBoard set
     (`dwt_keras.training.callbacks.standard_callbacks`).
 
-    Extension points: ``extra_callbacks`` (appended to both ``fit()`` calls),
+    Spectral truncation (`dwt_keras.spectral`, ``--spectral_reg`` and its flags, same names):
+    ``spectral_reg``, ``tau_init``, ``tau_final``, ``truncation_epochs``, ``mask_profile``,
+    ``mask_rolloff``, ``spectral_per_step``. When on, the first ``truncation_epochs`` epochs of
+    the *dense* training see low-passed inputs (a `SpectralTrainingModel` around the model, τ set
+    by a `TauScheduler`); early stopping only starts monitoring after the curriculum; the
+    retraining, validation, test and the saved models see unfiltered inputs and never contain
+    the truncation layer (see `fit_dense`).
+
+    Extension points: ``extra_callbacks`` (appended to both ``fit()`` calls; in the dense phase
+    with ``spectral_reg`` they still see the plain model, through `PlainModelCallback`),
     ``dense_callbacks`` / ``retrain_callbacks`` (one phase only), and ``model_fn``
     (``model_fn(config, info) -> keras.Model``, replaces the registry).
     """
@@ -141,6 +152,8 @@ class CompressionConfig:
     freeze: bool = False
     saliency_images: int = 0
     export: str = "none"
+    # spectral truncation of the dense training's inputs: the other `SpectralOptions` fields
+    truncation_epochs: int = 5
 
     def to_dict(self):
         out = {}
@@ -231,6 +244,7 @@ def validate_config(config):
     if c.strategy not in STRATEGIES:
         raise ValueError(f"Unknown strategy {c.strategy!r}. Valid choices: {STRATEGIES}.")
     training_options(c)  # lr_schedule, augment, l1/l2/dropout, init_from, export, ...
+    validate_spectral(c, c.epochs)
     if c.model == "mlp":
         widths = tuple(c.mlp_widths)
         if not widths or any((not isinstance(w, (int, np.integer))) or w < 1 for w in widths):
@@ -249,6 +263,115 @@ def training_options(config):
         saliency_images=config.saliency_images, init_from=config.init_from,
         freeze=config.freeze, export=config.export,
     ).validate()
+
+
+def spectral_setup(config, log_dir=None):
+    """The config's spectral truncation as a `dwt_keras.spectral.flags.SpectralSetup`.
+
+    ``config`` is anything with the `SPECTRAL_FIELDS` attributes (a `CompressionConfig`, absl
+    ``FLAGS``, a tuner's `SearchConfig`). Raises ``ValueError`` for τ outside (0, 1],
+    ``tau_final < tau_init``, negative ``truncation_epochs`` or an unknown ``mask_profile``,
+    whether or not ``spectral_reg`` is on (a typo should not wait for the flag to be switched).
+    """
+    from dwt_keras.spectral.flags import spectral_from_flags
+
+    return spectral_from_flags(config, log_dir=log_dir or None)
+
+
+def validate_spectral(config, epochs):
+    """`spectral_setup` checks plus: the curriculum must fit in the ``epochs`` of dense training.
+
+    A curriculum longer than the training would end it on filtered inputs (with the ``linear``
+    profile never on the data the model is tested on), so it is refused rather than truncated.
+    """
+    setup = spectral_setup(config)
+    if setup.enabled and int(config.truncation_epochs) > int(epochs):
+        raise ValueError(
+            f"truncation_epochs ({config.truncation_epochs}) exceeds the dense training epochs "
+            f"({epochs}): the spectral curriculum must end within the dense training; lower "
+            "--truncation_epochs or raise --epochs.")
+    return setup
+
+
+def spectral_record(setup, history=None):
+    """The report's ``spectral`` block: the settings and, per dense epoch, τ and the phase."""
+    hist = {} if history is None else history.history
+    return spectral_report(
+        setup.options, hist.get("spectral_tau", []), hist.get("spectral_phase", []),
+        apply_to=setup.apply_to,
+        phase="dense training only; validation, test, retraining and the saved models see "
+              "unfiltered inputs",
+        early_stopping_from_epoch=setup.options.truncation_epochs)
+
+
+def wrap_compiled(spectral, model, metrics=("accuracy",), jit_compile="auto"):
+    """``spectral.wrap(model)`` compiled with ``model``'s own optimizer and loss.
+
+    Call inside the strategy scope (the truncation layer creates variables). The optimizer object
+    is shared, so the wrapper's updates are the plain model's optimizer state (saved with it,
+    continued by a later ``fit`` of the plain model). Returns ``model`` when spectral truncation
+    is off.
+    """
+    trainer = spectral.wrap(model)
+    if trainer is not model:
+        trainer.compile(optimizer=model.optimizer, loss=model.loss, metrics=list(metrics),
+                        jit_compile=jit_compile)
+    return trainer
+
+
+def fit_dense(model, config, train_ds, val_ds, lr, strategy=None, callbacks=(), spectral=None,
+              verbose=None):
+    """Compiles and trains ``model`` (the dense phase), with spectral truncation when enabled.
+
+    With ``spectral.enabled`` a `SpectralTrainingModel` sharing ``model``'s variables is
+    compiled and fitted instead, with the `TauScheduler` added to ``callbacks``: its
+    ``train_step`` low-passes each training batch, while validation runs the plain model on the
+    data as given. ``model`` itself is trained in place and stays free of the truncation layer, so
+    it can be compressed, saved and exported as the plain classifier; ``callbacks`` are run
+    through `PlainModelCallback`, so they see ``model`` too. Early stopping (from
+    ``config``) starts monitoring after the curriculum, so restored weights always come from an
+    epoch trained on unfiltered inputs (with ``truncation_epochs == epochs`` nothing is
+    restored: the last epoch's weights are kept).
+
+    Args:
+        model: the (uncompiled or compiled) plain model.
+        config: a `CompressionConfig` (optimizer, jit, early stopping, epochs).
+        train_ds, val_ds: the datasets (``val_ds`` may be None).
+        lr: learning rate or schedule.
+        strategy: the `tf.distribute` strategy holding the variables (optional).
+        callbacks: further callbacks (TensorBoard, the caller's).
+        spectral: a `SpectralSetup` (default: ``spectral_setup(config)``).
+        verbose: Keras verbosity (default: 2 if ``config.verbose`` else 0).
+
+    Returns:
+        The Keras ``History`` (``spectral_tau`` / ``spectral_phase`` per epoch when enabled), or
+        None when ``config.epochs`` is 0.
+    """
+    import contextlib
+
+    import keras
+
+    spectral = spectral_setup(config) if spectral is None else spectral
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        compile_model(model, config, lr)
+        trainer = wrap_compiled(spectral, model, jit_compile=config.jit_compile)
+    if config.epochs <= 0:
+        return None
+    start = 0
+    callbacks = list(callbacks)
+    if spectral.enabled:
+        from dwt_keras.spectral.wrapper import PlainModelCallback
+
+        start = spectral.callbacks[0].truncation_epochs
+        # The caller's callbacks (TensorBoard images, checkpoints, ...) see the plain model.
+        callbacks = [*spectral.callbacks, *(PlainModelCallback(cb, model) for cb in callbacks)]
+    return trainer.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs,
+        callbacks=[keras.callbacks.TerminateOnNaN(),
+                   *_early_stopping(config, val_ds is not None, start_from_epoch=start),
+                   *callbacks],
+        verbose=(2 if config.verbose else 0) if verbose is None else verbose,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -471,21 +594,17 @@ def run_compression_experiment(config, splits=None):
     steps_per_epoch = int(math.ceil(len(splits.x_train) / config.batch_size))
     samples = splits.x_val[:2] if len(splits.x_val) else splits.x_test[:2]
 
-    # ---- dense training ---------------------------------------------------
-    with strategy.scope():
-        compile_model(model, config, extras.learning_rate(
-            opts, config.lr, len(splits.x_train), config.batch_size, config.epochs))
-    dense_history = None
+    # ---- dense training (spectral truncation of its inputs when enabled) ---
+    spectral = spectral_setup(config, log_dir=config.log_dir and os.path.join(
+        config.log_dir, run_dir.name, "dense"))
     t0 = time.perf_counter()
-    if config.epochs > 0:
-        dense_history = model.fit(
-            train_ds, validation_data=val_ds, epochs=config.epochs,
-            callbacks=[keras.callbacks.TerminateOnNaN(), *_early_stopping(config, val_ds is not None),
-                       *_tensorboard(config, run_dir, "dense", model, samples),
-                       *config.extra_callbacks,
-                       *config.dense_callbacks],
-            verbose=2 if config.verbose else 0,
-        )
+    dense_history = fit_dense(
+        model, config, train_ds, val_ds, strategy=strategy,
+        lr=extras.learning_rate(opts, config.lr, len(splits.x_train), config.batch_size,
+                                config.epochs),
+        callbacks=[*_tensorboard(config, run_dir, "dense", model, samples),
+                   *config.extra_callbacks, *config.dense_callbacks],
+        spectral=spectral)
     dense_train_s = time.perf_counter() - t0
     constraints.check_finite_weights(model)
 
@@ -618,6 +737,7 @@ def run_compression_experiment(config, splits=None):
         "config": config.to_dict(),
         "first_layer_basis": first_plan.basis_name,
         "distribution": describe_strategy(strategy),
+        "spectral": spectral_record(spectral, dense_history),
         "training_extras": {"options": opts.to_dict(), **extras_out},
         "files": files,
     }

@@ -146,8 +146,12 @@ def select_rows(rows, dense, tolerance=0.003):
     return out
 
 
-def write_outputs(result, out_dir, tolerance=0.003, title=""):
-    """Writes ``sweep.csv``, ``sweep.json`` and ``pareto.png`` into `out_dir` (atomically)."""
+def write_outputs(result, out_dir, tolerance=0.003, title="", extra=None):
+    """Writes ``sweep.csv``, ``sweep.json`` and ``pareto.png`` into `out_dir` (atomically).
+
+    ``extra``: further top-level entries of ``sweep.json`` (e.g. the dense training's
+    ``spectral`` block).
+    """
     import csv
     import io
     import pathlib
@@ -166,7 +170,8 @@ def write_outputs(result, out_dir, tolerance=0.003, title=""):
         "dense": result.dense, "tolerance": tolerance,
         "selection": "smallest file with validation accuracy >= dense validation accuracy - "
                      "tolerance; test accuracy reported",
-        "selected": result.selected, "winner": result.winner, "rows": result.rows})
+        "selected": result.selected, "winner": result.winner, "rows": result.rows,
+        **(extra or {})})
 
     import matplotlib
 

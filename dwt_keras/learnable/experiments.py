@@ -8,6 +8,37 @@ Every run trains on the training split, selects the epoch with the best validati
 (weights restored), evaluates once on the test split and writes, into a new run folder,
 `report.json`, the saved model (`model.keras`) and, for wavelet layers, a plot of the learned
 filters and their frequency responses. `apps/learnable_wavelet.py` is a thin absl front end.
+
+Spectral truncation (`spectral_reg`, see `dwt_keras.spectral`) low-passes the *training* images
+of the image experiments (`mnist`, and `smnist`, where the 28x28 picture is filtered before it is
+read out pixel by pixel: `SequenceImageTruncation`); validation, test and the saved model see
+unfiltered data. The adding and copy problems have no images and refuse it.
+
+The shared training extras (`dwt_keras.training`) map onto `ExperimentConfig` fields of the same
+names as the app's flags:
+
+* `lr_schedule`: `"constant"` keeps the experiment's own per-epoch step decay `lr_decay`; any
+  other schedule replaces it (with `lr_decay < 1` as well the config is rejected as ambiguous).
+* `early_stopping_patience`: stop when the validation metric used for model selection (mnist and
+  smnist: `val_accuracy`, adding: `val_adding_accuracy`, copy: `val_loss`) has not improved for
+  N epochs; the best epoch's weights are restored either way. With spectral truncation it starts
+  counting (and selecting) once the truncation epochs are over.
+* `augment` (mnist, smnist: on the image before serialisation), `saliency_images` (mnist),
+  `cv_folds` and `ensemble` (mnist): the other experiments refuse them.
+* `l1`, `l2`: a kernel penalty on every Dense/Conv layer (mnist: conv1, conv2, fc2 and a dense
+  fc1; the sequence models: the read-out). Structured layers (`WaveletDense`, `FastfoodDense`,
+  the wavelet / Fastfood / Keras GRU cells) carry no kernel penalty: they have no dense kernel
+  (the wavelet layer keeps its own wavelet loss). `report["regularization"]` lists which layers
+  are penalised.
+* `dropout`, `batch_norm`: inserted after every hidden Dense/Conv layer (mnist: conv1, conv2 and a
+  dense fc1; not after a structured fc1). The sequence models have no hidden Dense/Conv layer
+  and refuse them.
+* `init_from` (+ `freeze`: train only the head, fc2 / the read-out), all experiments; the loaded
+  model's input shape must match the task's.
+* `export` (`tflite` | `savedmodel`): the MNIST CNNs export to both (custom layers included);
+  the GRU models export as SavedModel, while the TFLite converter rejects their recurrent loop
+  (`tf.TensorListReserve` needs a static element shape) - the failure is recorded in
+  `report["export"]["error"]` after training instead of crashing the run.
 """
 
 import dataclasses
@@ -26,12 +57,18 @@ from dwt_keras.learnable.recurrent import WaveletGRU
 from dwt_keras.learnable.recurrent import WaveletGRUCell
 from dwt_keras.learnable.recurrent import parse_compress
 from dwt_keras.learnable.wavelet_dense import WaveletDense
+from dwt_keras.spectral.flags import spectral_from_flags
+from dwt_keras.spectral.options import SpectralOptions, spectral_report
+from dwt_keras.spectral.truncation import SpectralTruncation
+from dwt_keras.spectral.wrapper import SpectralTrainingModel
 from dwt_keras.training.callbacks import standard_callbacks
+from dwt_keras.training.flags import TrainingOptions
 from dwt_keras.training.strategy import STRATEGIES
 from dwt_keras.training.strategy import get_strategy
 from dwt_keras.training.strategy import mixed_precision_policy
 
 EXPERIMENTS = ("mnist", "adding", "copy", "smnist")
+IMAGE_EXPERIMENTS = ("mnist", "smnist")  # the inputs are images (smnist: read as a sequence)
 FC1_CHOICES = ("dense", "wavelet", "fastfood")
 RNN_CHOICES = ("gru", "wavelet", "fastfood")
 OPTIMIZERS = ("adadelta", "adam", "rmsprop", "sgd")
@@ -57,7 +94,7 @@ EXPERIMENT_DEFAULTS = {
 
 
 @dataclasses.dataclass
-class ExperimentConfig:
+class ExperimentConfig(SpectralOptions, TrainingOptions):
     """Everything an experiment run varies (the app's flags map onto these fields).
 
     Attributes:
@@ -82,6 +119,13 @@ class ExperimentConfig:
             float16 on GPU.
         plot: write the filter / frequency-response figure.
         verbose: Keras `fit` verbosity.
+        spectral_reg, tau_init, tau_final, truncation_epochs, mask_profile, mask_rolloff,
+            spectral_per_step: spectral truncation of the training images (image experiments
+            only; `dwt_keras.spectral.flags.define_spectral_flags` documents each).
+        lr_schedule, early_stopping_patience, augment, l1, l2, dropout, batch_norm, cv_folds,
+            ensemble, saliency_images, init_from, freeze, export: the training extras
+            (`dwt_keras.training.flags.TrainingOptions`; the module docstring says how each
+            applies to these experiments).
     """
 
     experiment: str = "mnist"
@@ -115,6 +159,49 @@ class ExperimentConfig:
     mixed_precision: bool = False
     plot: bool = True
     verbose: int = 2
+    # spectral truncation and the training extras: the inherited `SpectralOptions` and
+    # `TrainingOptions` fields
+
+    def training_options(self):
+        """The training extras as a validated `TrainingOptions`."""
+        names = [f.name for f in dataclasses.fields(TrainingOptions)]
+        return TrainingOptions(**{n: getattr(self, n) for n in names}).validate()
+
+    def spectral_setup(self):
+        """The validated `SpectralSetup` (disabled unless `spectral_reg`)."""
+        return spectral_from_flags(self, log_dir=self.log_dir)
+
+    def _validate_extras(self):
+        opts = self.training_options()
+        self.spectral_setup()
+        task = self.experiment
+        if self.spectral_reg:
+            if task not in IMAGE_EXPERIMENTS:
+                raise ValueError(
+                    f"spectral truncation needs image inputs; --experiment {task} has sequences "
+                    f"(use it with {' or '.join(IMAGE_EXPERIMENTS)}).")
+            if self.truncation_epochs > self.epochs:
+                raise ValueError(
+                    f"truncation_epochs ({self.truncation_epochs}) must be <= epochs ({self.epochs}):"
+                    " the model must also train on unfiltered images.")
+        if opts.lr_schedule not in ("constant", "none") and self.lr_decay < 1.0:
+            raise ValueError(
+                f"lr_decay={self.lr_decay} (a per-epoch step decay) and lr_schedule="
+                f"{opts.lr_schedule!r} are two learning-rate schedules; set lr_decay=1 or "
+                "lr_schedule='constant'.")
+        if opts.augment not in ("none", None) and task not in IMAGE_EXPERIMENTS:
+            raise ValueError(f"--augment needs image inputs; --experiment {task} has generated "
+                             "sequences.")
+        only_mnist = {"saliency_images": opts.saliency_images, "cv_folds": opts.cv_folds,
+                      "ensemble": opts.ensemble > 1}
+        for name, used in only_mnist.items():
+            if used and task != "mnist":
+                raise ValueError(f"--{name} is supported for --experiment mnist only, not {task}.")
+        if (opts.dropout or opts.batch_norm) and task != "mnist":
+            raise ValueError(
+                f"--dropout and --batch_norm follow hidden Dense/Conv layers; the {task} model "
+                "(a GRU and a Dense read-out) has none. Use them with --experiment mnist.")
+        return opts
 
     def validate(self):
         """Raises `ValueError` for any invalid field, before data is loaded or models are built."""
@@ -178,6 +265,7 @@ class ExperimentConfig:
                 )
         elif self.experiment != "mnist" and self.rnn == "fastfood":
             parse_compress(self.compress)
+        self._validate_extras()
         return self
 
 
@@ -297,6 +385,67 @@ def build_sequence_model(
     return keras.Model(inputs, outputs, name=f"{rnn}_rnn")
 
 
+@keras.saving.register_keras_serializable(package="dwt_keras")
+class SequenceImageTruncation(SpectralTruncation):
+    """`SpectralTruncation` of images that a model reads as sequences (sequential MNIST).
+
+    A training batch `(batch, H * W, C)` (each image serialised row by row) is reshaped to
+    `(batch, H, W, C)`, low-passed in the 2-D DCT domain and serialised again, so the curriculum
+    removes the picture's fine detail rather than filtering the 1-D pixel stream (whose "high
+    frequencies" would mix horizontal detail with the jump from one row's end to the next row's
+    start). Outside training it returns its input unchanged, like `SpectralTruncation`.
+
+    Args:
+        image_shape: `(H, W, C)` of the images before serialisation.
+        **kwargs: `SpectralTruncation` arguments (`tau`, `profile`, `rolloff`, ...).
+
+    Call arguments:
+        inputs: `(batch, H * W, C)` sequences.
+        training: Python bool; the mask is applied only when `True`.
+
+    Example:
+
+    >>> layer = SequenceImageTruncation((28, 28, 1), tau=0.1)
+    >>> seq = np.random.rand(2, 784, 1).astype("float32")
+    >>> layer(seq, training=True).shape
+    TensorShape([2, 784, 1])
+    """
+
+    def __init__(self, image_shape=(28, 28, 1), **kwargs):
+        super().__init__(**kwargs)
+        shape = tuple(int(v) for v in image_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"image_shape must be (height, width, channels) of positive sizes; "
+                             f"got {image_shape!r}.")
+        self.image_shape = shape
+
+    def build(self, input_shape):
+        h, w, c = self.image_shape
+        if len(input_shape) != 3 or input_shape[1] not in (None, h * w) or input_shape[2] not in (None, c):
+            raise ValueError(
+                f"{type(self).__name__} ({self.name}) expects sequences (batch, {h * w}, {c}) of "
+                f"{h}x{w}x{c} images; got shape {tuple(input_shape)}.")
+        super().build((input_shape[0], h, w, c))
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        images = keras.ops.reshape(inputs, (-1, *self.image_shape))
+        out = super().call(images, training=True)
+        return keras.ops.reshape(out, (-1, *inputs.shape[1:]))
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape)}
+
+
+def _wrap_spectral(spectral, model, sequence_image_shape=None):
+    """`spectral.wrap(model)`, with a `SequenceImageTruncation` for serialised images."""
+    if not spectral.enabled or sequence_image_shape is None:
+        return spectral.wrap(model)
+    layer = SequenceImageTruncation(sequence_image_shape, **spectral.layer_kwargs)
+    return SpectralTrainingModel(model, layer, apply_to=spectral.apply_to)
+
+
 # --------------------------------------------------------------------------------------------
 # Data of the sequence tasks
 
@@ -393,15 +542,25 @@ def _generated_dataset(make_batch, batch_size, seq_len, seed):
 # Training helpers
 
 
-def make_optimizer(name, lr, lr_decay=1.0, steps_per_epoch=1, clipnorm=0.0):
+def make_optimizer(name, lr, lr_decay=1.0, steps_per_epoch=1, clipnorm=0.0, lr_schedule="constant",
+                   epochs=1):
     """An optimizer whose learning rate decays by `lr_decay` after every epoch (step decay).
 
-    The schedule is keyed on the optimizer's iteration count, so it resumes correctly.
+    The schedule is keyed on the optimizer's iteration count, so it resumes correctly. An
+    `lr_schedule` other than `"constant"` (`dwt_keras.training.schedules.make_lr_schedule` over
+    `epochs` epochs of `steps_per_epoch` steps) replaces the step decay; it needs `lr_decay=1`.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer={name!r} is not valid. Valid choices: {', '.join(OPTIMIZERS)}.")
     schedule = lr
-    if lr_decay < 1.0:
+    if lr_schedule not in ("constant", "none"):
+        from dwt_keras.training.schedules import make_lr_schedule
+
+        if lr_decay < 1.0:
+            raise ValueError(f"lr_decay={lr_decay} and lr_schedule={lr_schedule!r} are two "
+                             "schedules; set lr_decay=1 or lr_schedule='constant'.")
+        schedule = make_lr_schedule(lr_schedule, lr, steps_per_epoch, max(1, int(epochs)))
+    elif lr_decay < 1.0:
         schedule = keras.optimizers.schedules.ExponentialDecay(
             lr, decay_steps=max(1, int(steps_per_epoch)), decay_rate=lr_decay, staircase=True
         )
@@ -422,10 +581,6 @@ def count_trainable(model):
     return int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
 
 
-def _strategy_scope(strategy):
-    return get_strategy(strategy).scope()
-
-
 def _set_precision(mixed_precision):
     if mixed_precision:
         keras.mixed_precision.set_global_policy(mixed_precision_policy())
@@ -434,7 +589,8 @@ def _set_precision(mixed_precision):
 
 
 class _EpochTimer(keras.callbacks.Callback):
-    """Records wall time per epoch (deep-copyable: only floats and lists)."""
+    """Records wall time per epoch and adds the learning rate to the epoch's logs (so the
+    History shows the schedule); deep-copyable: only floats and lists."""
 
     def __init__(self):
         super().__init__()
@@ -445,20 +601,112 @@ class _EpochTimer(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        from dwt_keras.training.schedules import current_learning_rate
+
         self.times.append(time.perf_counter() - self._t0)
+        if logs is not None and getattr(self.model, "optimizer", None) is not None:
+            # the rate of the epoch's last step
+            logs.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
 
 
-def _callbacks(config, monitor, mode):
+def _callbacks(config, monitor, mode, spectral=None):
     timer = _EpochTimer()
-    callbacks = [
-        timer,
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=max(1, config.epochs) + 1, restore_best_weights=True
-        ),
-    ]
+    # Without early stopping the patience outlasts the run: the callback only restores the
+    # weights of the best validation epoch (model selection).
+    patience = config.early_stopping_patience or max(1, config.epochs) + 1
+    start = 0
+    if config.early_stopping_patience and config.spectral_reg:
+        # Early stopping waits for the curriculum to end: the validation metric (on unfiltered
+        # images) lags while the model trains on low-passed ones, and stopping then would skip
+        # the unfiltered phase altogether.
+        start = min(config.truncation_epochs, max(0, config.epochs - 1))
+    stopper = keras.callbacks.EarlyStopping(
+        monitor=monitor, mode=mode, patience=patience, restore_best_weights=True, start_from_epoch=start
+    )
+    # The tau scheduler runs first, so tau and the phase are in the logs the others read.
+    callbacks = list(spectral.callbacks if spectral is not None else []) + [timer, stopper]
     if config.log_dir:
         callbacks += standard_callbacks(config.log_dir)
-    return callbacks, timer
+    return callbacks, timer, stopper
+
+
+def _best_epoch(stopper, values, mode):
+    """The 1-based epoch whose weights the model holds after training (0: none recorded)."""
+    if stopper.best_weights is not None:
+        return int(stopper.best_epoch) + 1
+    if not values:
+        return 0
+    return int(np.argmin(values) if mode == "min" else np.argmax(values)) + 1
+
+
+def _spectral_report(config, hist, applied_to):
+    return spectral_report(config, hist.get("spectral_tau", []), hist.get("spectral_phase", []),
+                           applied_to=applied_to)
+
+
+def _regularization_report(model, opts):
+    from dwt_keras.training.regularization import KERNEL_LAYERS
+
+    if not (opts.l1 or opts.l2 or opts.dropout or opts.batch_norm):
+        return None
+    kernel = [l.name for l in model.layers if isinstance(l, KERNEL_LAYERS)]
+    structured = [l.name for l in model.layers if l.weights and not isinstance(l, KERNEL_LAYERS)
+                  and not isinstance(l, keras.layers.BatchNormalization)]
+    return {"l1": opts.l1, "l2": opts.l2, "dropout": opts.dropout, "batch_norm": opts.batch_norm,
+            "penalized_layers": kernel if (opts.l1 or opts.l2) else [],
+            "layers_without_kernel_penalty": structured}
+
+
+def _prepare(config, build_fn, strategy, output_units, input_shape):
+    """Builds or loads (`init_from`) the model and regularises it; checks a loaded input shape."""
+    from dwt_keras.training.extras import prepare_model
+
+    model = prepare_model(build_fn, config.training_options(), strategy, output_units)
+    got = tuple(model.inputs[0].shape[1:])
+    if tuple(got) != tuple(input_shape):
+        raise ValueError(f"--init_from {config.init_from}: the model takes inputs of shape {got}; "
+                         f"--experiment {config.experiment} has {tuple(input_shape)}.")
+    return model
+
+
+def _export(config, model, x_sample, run_dir):
+    """`--export`, measured; a conversion failure is reported instead of raised (training is done)."""
+    if config.export in (None, "none"):
+        return None
+    from dwt_keras.training.export import export_model
+
+    try:
+        return export_model(model, config.export, run_dir, x_sample)
+    except Exception as e:  # noqa: BLE001 -- the trained model is already saved; say why
+        # Converter messages bury the cause among "loc(...)" call-site lines.
+        parts = [p.splitlines()[0].strip() for p in str(e).split("error:")[1:] if p.strip()]
+        parts = [p for p in parts if p and not p.startswith("loc(")]
+        reason = (parts[0] if parts else str(e).strip().splitlines()[0])[:500]
+        hint = ("recurrent layers need TF Select ops in TFLite; use --export savedmodel"
+                if "tensorlist" in str(e).lower().replace(" ", "") else None)
+        print(f"--export {config.export} failed ({type(e).__name__}): {reason}")
+        return {"format": config.export, "error": f"{type(e).__name__}: {reason}", "hint": hint}
+
+
+def _extras_report(config, model, opts, run_dir, x_test, y_test, class_names=None):
+    out = {}
+    if opts.saliency_images:
+        from dwt_keras.training.saliency import write_saliency_pngs
+
+        n = opts.saliency_images
+        out["saliency"] = write_saliency_pngs(model, x_test[:n], y_test[:n], run_dir / "saliency",
+                                              class_names=class_names)
+    export = _export(config, model, x_test, run_dir)
+    if export is not None:
+        out["export"] = export
+    if getattr(model, "_dwt_transfer", None):
+        out["transfer"] = model._dwt_transfer
+    # an ensemble's members share one architecture: report the first one's layers
+    member = next((l for l in model.layers if isinstance(l, keras.Model)), model)
+    regularization = _regularization_report(member, opts)
+    if regularization:
+        out["regularization"] = regularization
+    return out
 
 
 def _machine():
@@ -542,14 +790,21 @@ def plot_filters(model, path, initial=None):
     return atomic_save_figure(fig, path)
 
 
+def _save_model(model, path):
+    # Save beside the final name, then rename: a crash never leaves a truncated model.
+    tmp = path.parent / f".{path.stem}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def _write_outputs(run_dir, model, report, initial_filters, plot):
     from dwt_keras.utils.io import atomic_write_json
 
-    model_path = run_dir / "model.keras"
-    # Save beside the final name, then rename: a crash never leaves a truncated model.
-    tmp = run_dir / ".model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, model_path)
+    if model is None:  # cross-validation: k models, none of them "the" model
+        atomic_write_json(run_dir / "report.json", report)
+        return run_dir / "report.json"
+    model_path = _save_model(model, run_dir / "model.keras")
     report["model_path"] = str(model_path)
     if plot:
         figure = plot_filters(model, run_dir / "filters.png", initial=initial_filters)
@@ -566,57 +821,65 @@ def _history_dict(history):
 # Runs
 
 
-def run_mnist(config):
-    """Trains and evaluates the paper's MNIST CNN (see `build_mnist_cnn`).
-
-    Args:
-        config: an `ExperimentConfig` with `experiment="mnist"`.
-
-    Returns:
-        The report dict (also written to `<run dir>/report.json`), with `params` (trainable
-        parameters of the whole model), `test_accuracy` (on the test split, with the weights of
-        the epoch of best validation accuracy), `run_dir` and more.
-    """
+def _mnist_splits(config):
     from dwt_keras.data import load_arrays
-    from dwt_keras.data import make_datasets
-    from dwt_keras.evaluation import evaluate_classifier
-    from dwt_keras.utils.io import make_run_dir
-    from dwt_keras.utils.seeding import set_seed
 
-    config.validate()
-    run_dir = make_run_dir(config.save_dir, f"learnable-mnist-{config.fc1}")
-    set_seed(config.seed)
-    _set_precision(config.mixed_precision)
     splits = load_arrays(
         config.dataset, data_dir=config.data_dir, validation_split=config.validation_split, seed=config.seed
     )
     if config.train_samples:
         splits.x_train = splits.x_train[: config.train_samples]
         splits.y_train = splits.y_train[: config.train_samples]
-    train_ds, val_ds, test_ds = make_datasets(splits, batch_size=config.batch_size, seed=config.seed)
+    return splits
+
+
+def _fit_mnist(config, splits, seed):
+    """One training run of the MNIST CNN on `splits` with `seed`; returns `(model, record)`.
+
+    `model` is the plain classifier (never the spectral training wrapper), with the weights of
+    the epoch of best validation accuracy.
+    """
+    from dwt_keras.data import make_datasets
+    from dwt_keras.training.extras import augment_train_dataset
+    from dwt_keras.utils.seeding import set_seed
+
+    set_seed(int(seed))
+    opts = config.training_options()
+    spectral = config.spectral_setup()
+    train_ds, val_ds, _ = make_datasets(splits, batch_size=config.batch_size, seed=int(seed))
+    image_shape = tuple(splits.x_train.shape[1:])
+    train_ds = augment_train_dataset(train_ds, opts, image_shape, int(seed))
     steps_per_epoch = int(np.ceil(len(splits.x_train) / config.batch_size))
-    with _strategy_scope(config.strategy):
-        model = build_mnist_cnn(
+    strategy = get_strategy(config.strategy)
+    num_classes = int(splits.info["num_classes"])
+    model = _prepare(
+        config,
+        lambda: build_mnist_cnn(
             config.fc1,
-            input_shape=tuple(splits.info["image_shape"]),
-            num_classes=splits.info["num_classes"],
+            input_shape=image_shape,
+            num_classes=num_classes,
             dense_units=config.dense_units,
             levels=config.levels,
             filter_length=config.filter_length,
             init_wavelet=config.init_wavelet,
             wavelet_loss_weight=config.wavelet_loss_weight,
-            seed=config.seed,
-        )
-        model.compile(
-            optimizer=make_optimizer(config.optimizer, config.lr, config.lr_decay, steps_per_epoch, config.clipnorm),
+            seed=int(seed),
+        ),
+        strategy, num_classes, image_shape,
+    )
+    with strategy.scope():
+        trained = _wrap_spectral(spectral, model)
+        trained.compile(
+            optimizer=make_optimizer(config.optimizer, config.lr, config.lr_decay, steps_per_epoch,
+                                     config.clipnorm, opts.lr_schedule, config.epochs),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
     initial_filters = {l.name: l.filters() for l in _wavelet_layers(model)}
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
-    callbacks, timer = _callbacks(config, monitor, "max")
+    callbacks, timer, stopper = _callbacks(config, monitor, "max", spectral)
     t0 = time.perf_counter()
-    history = model.fit(
+    history = trained.fit(
         train_ds,
         validation_data=val_ds,
         epochs=config.epochs,
@@ -626,32 +889,116 @@ def run_mnist(config):
     )
     train_seconds = time.perf_counter() - t0
     hist = _history_dict(history)
-    best_epoch = int(np.argmax(hist[monitor])) + 1 if hist.get(monitor) else 0
-    test = evaluate_classifier(
-        model, splits.x_test, splits.y_test, batch_size=256, class_names=splits.info["class_names"], from_logits=True
-    )
-    fc1 = model.get_layer("fc1")
-    report = {
-        "experiment": "mnist",
-        "fc1": config.fc1,
-        "params": count_trainable(model),
-        "fc1_params": int(sum(int(np.prod(v.shape)) for v in fc1.trainable_variables)),
-        "test_accuracy": float(test["accuracy"]),
-        "test_loss": float(test["test_loss"]),
-        "test_metrics": test,
+    best_epoch = _best_epoch(stopper, hist.get(monitor), "max")
+    record = {
+        "seed": int(seed),
         "best_epoch": best_epoch,
         "best_val_accuracy": float(hist[monitor][best_epoch - 1]) if best_epoch else None,
         "epochs_run": len(timer.times),
         "seconds_per_epoch": [float(t) for t in timer.times],
         "train_seconds": float(train_seconds),
         "history": hist,
-        "wavelet": wavelet_summary(model),
+        "spectral": _spectral_report(config, hist, "training images"),
+        "initial_filters": initial_filters,
+    }
+    return model, record
+
+
+def _mnist_evaluate(splits):
+    from dwt_keras.evaluation import evaluate_classifier
+
+    def evaluate(model, x, y):
+        return evaluate_classifier(model, x, y, batch_size=256, class_names=splits.info["class_names"],
+                                   from_logits=True)
+
+    return evaluate
+
+
+def run_mnist(config):
+    """Trains and evaluates the paper's MNIST CNN (see `build_mnist_cnn`).
+
+    With `cv_folds` or `ensemble > 1` it trains one model per fold / member (see
+    `dwt_keras.training.extras.run_folds_or_ensemble`): cross-validation reports the mean and
+    std of the folds' test metrics and saves no model; an ensemble is saved as one `model.keras`
+    averaging its members' logits, with each member's file under `members/`.
+
+    Args:
+        config: an `ExperimentConfig` with `experiment="mnist"`.
+
+    Returns:
+        The report dict (also written to `<run dir>/report.json`), with `params` (trainable
+        parameters of the whole model), `test_accuracy` (on the test split, with the weights of
+        the epoch of best validation accuracy), `run_dir` and more.
+    """
+    from dwt_keras.training.extras import run_folds_or_ensemble
+    from dwt_keras.utils.io import make_run_dir
+    from dwt_keras.utils.seeding import set_seed
+
+    config.validate()
+    opts = config.training_options()
+    run_dir = make_run_dir(config.save_dir, f"learnable-mnist-{config.fc1}")
+    set_seed(config.seed)
+    _set_precision(config.mixed_precision)
+    splits = _mnist_splits(config)
+    evaluate = _mnist_evaluate(splits)
+    common = {
+        "experiment": "mnist",
+        "fc1": config.fc1,
         "data": splits.info,
         "config": dataclasses.asdict(config),
         "machine": _machine(),
         "run_dir": str(run_dir),
     }
-    _write_outputs(run_dir, model, report, initial_filters, config.plot)
+    records = []
+
+    def train_fn(fold_splits, seed):
+        model, record = _fit_mnist(config, fold_splits, seed)
+        records.append({k: v for k, v in record.items() if k != "initial_filters"})
+        return model
+
+    def member_file(model, i):
+        (run_dir / "members").mkdir(exist_ok=True)
+        return _save_model(model, run_dir / "members" / f"member{i}.keras")
+
+    outer = run_folds_or_ensemble(opts, splits, train_fn, evaluate_fn=evaluate, seed=config.seed,
+                                  member_files=member_file)
+    if outer is not None and "cross_validation" in outer:
+        cv = outer["cross_validation"]
+        report = {
+            **common,
+            "test_accuracy": cv["summary"]["accuracy"]["mean"],
+            "test_accuracy_std": cv["summary"]["accuracy"]["std"],
+            "cross_validation": cv,
+            "folds": records,
+        }
+        _write_outputs(run_dir, None, report, None, False)
+        return report
+    if outer is not None:
+        model = outer["model"]
+        test = outer["ensemble"]["test"]
+        report = {**common, "params": count_trainable(model), "test_accuracy": float(test["accuracy"]),
+                  "test_loss": float(test["test_loss"]), "test_metrics": test,
+                  "ensemble": outer["ensemble"], "members": records,
+                  "train_seconds": float(sum(r["train_seconds"] for r in records))}
+        report.update(_extras_report(config, model, opts, run_dir, splits.x_test, splits.y_test))
+        _write_outputs(run_dir, model, report, None, config.plot)
+        return report
+    model, record = _fit_mnist(config, splits, config.seed)
+    test = evaluate(model, splits.x_test, splits.y_test)
+    fc1 = next((l for l in model.layers if l.name == "fc1"), None)  # absent in some init_from models
+    report = {
+        **common,
+        "params": count_trainable(model),
+        "fc1_params": None if fc1 is None else int(sum(int(np.prod(v.shape)) for v in fc1.trainable_variables)),
+        "test_accuracy": float(test["accuracy"]),
+        "test_loss": float(test["test_loss"]),
+        "test_metrics": test,
+        **{k: v for k, v in record.items() if k not in ("initial_filters", "seed")},
+        "wavelet": wavelet_summary(model),
+    }
+    report.update(_extras_report(config, model, opts, run_dir, splits.x_test, splits.y_test,
+                                 class_names=splits.info["class_names"]))
+    _write_outputs(run_dir, model, report, record["initial_filters"], config.plot)
     return report
 
 
@@ -675,6 +1022,9 @@ def run_sequence_task(config):
     config.validate()
     if config.experiment == "mnist":
         raise ValueError("Use run_mnist for experiment='mnist'.")
+    opts = config.training_options()
+    spectral = config.spectral_setup()
+    image_shape = None  # smnist: the images' shape before serialisation
     run_dir = make_run_dir(config.save_dir, f"learnable-{config.experiment}-{config.rnn}")
     set_seed(config.seed)
     _set_precision(config.mixed_precision)
@@ -695,20 +1045,25 @@ def run_sequence_task(config):
         splits = load_arrays(
             config.dataset, data_dir=config.data_dir, validation_split=config.validation_split, seed=config.seed
         )
-        x_train = splits.x_train.reshape(len(splits.x_train), -1, 1)
-        y_train = splits.y_train
+        from dwt_keras.training.extras import augment_train_dataset
+
+        image_shape = tuple(splits.x_train.shape[1:])
+        x_train, y_train = splits.x_train, splits.y_train  # images; serialised in the pipeline
         if config.train_samples:
             x_train, y_train = x_train[: config.train_samples], y_train[: config.train_samples]
         x_val, y_val = splits.x_val.reshape(len(splits.x_val), -1, 1), splits.y_val
         x_test, y_test = splits.x_test.reshape(len(splits.x_test), -1, 1), splits.y_test
         import tensorflow as tf
 
+        seq_shape = (-1, int(np.prod(image_shape[:2])), image_shape[-1])
         train_ds = (
             tf.data.Dataset.from_tensor_slices((x_train, y_train))
             .shuffle(len(x_train), seed=config.seed)
             .batch(config.batch_size)
-            .prefetch(2)
         )
+        # Augmentation acts on the picture, before it is read out pixel by pixel.
+        train_ds = augment_train_dataset(train_ds, opts, image_shape, config.seed)
+        train_ds = train_ds.map(lambda x, y: (tf.reshape(x, seq_shape), y)).prefetch(2)
         steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
         data_info = splits.info
     if task == "adding":
@@ -726,8 +1081,10 @@ def run_sequence_task(config):
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]
         monitor, metric_key = "val_accuracy", "accuracy"
-    with _strategy_scope(config.strategy):
-        model = build_sequence_model(
+    strategy = get_strategy(config.strategy)
+    model = _prepare(
+        config,
+        lambda: build_sequence_model(
             config.rnn,
             input_shape=x_val.shape[1:],
             output_units=output_units,
@@ -739,17 +1096,22 @@ def run_sequence_task(config):
             init_wavelet=config.init_wavelet,
             wavelet_loss_weight=config.wavelet_loss_weight,
             seed=config.seed,
-        )
-        model.compile(
-            optimizer=make_optimizer(config.optimizer, config.lr, config.lr_decay, steps_per_epoch, config.clipnorm),
+        ),
+        strategy, output_units, x_val.shape[1:],
+    )
+    with strategy.scope():
+        trained = _wrap_spectral(spectral, model, image_shape)
+        trained.compile(
+            optimizer=make_optimizer(config.optimizer, config.lr, config.lr_decay, steps_per_epoch, config.clipnorm,
+                                     opts.lr_schedule, config.epochs),
             loss=loss,
             metrics=metrics,
         )
     initial_filters = {l.name: l.filters() for l in _wavelet_layers(model)}
     mode = "min" if monitor == "val_loss" else "max"
-    callbacks, timer = _callbacks(config, monitor, mode)
+    callbacks, timer, stopper = _callbacks(config, monitor, mode, spectral)
     t0 = time.perf_counter()
-    history = model.fit(
+    history = trained.fit(
         train_ds,
         steps_per_epoch=steps_per_epoch,
         validation_data=(x_val, y_val),
@@ -761,9 +1123,7 @@ def run_sequence_task(config):
     )
     train_seconds = time.perf_counter() - t0
     hist = _history_dict(history)
-    best_epoch = 0
-    if hist.get(monitor):
-        best_epoch = int(np.argmin(hist[monitor]) if mode == "min" else np.argmax(hist[monitor])) + 1
+    best_epoch = _best_epoch(stopper, hist.get(monitor), mode)
     pred = model.predict(x_test, batch_size=256, verbose=0)
     result = {}
     if task == "adding":
@@ -799,11 +1159,13 @@ def run_sequence_task(config):
         "train_seconds": float(train_seconds),
         "history": hist,
         "wavelet": wavelet_summary(model),
+        "spectral": _spectral_report(config, hist, "training images, before serialisation"),
         "data": data_info,
         "config": dataclasses.asdict(config),
         "machine": _machine(),
         "run_dir": str(run_dir),
     }
+    report.update(_extras_report(config, model, opts, run_dir, x_test, y_test))
     _write_outputs(run_dir, model, report, initial_filters, config.plot)
     return report
 
@@ -818,6 +1180,7 @@ def run_experiment(config):
 
 def format_summary(report):
     """A short human-readable summary of a report."""
-    keys = ("experiment", "fc1", "rnn", "params", "test_accuracy", "best_epoch", "epochs_run", "train_seconds")
+    keys = ("experiment", "fc1", "rnn", "params", "test_accuracy", "test_accuracy_std", "best_epoch", "epochs_run",
+            "train_seconds", "export")
     return json.dumps({k: report[k] for k in keys if k in report}, indent=2)
 

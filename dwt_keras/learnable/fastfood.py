@@ -9,6 +9,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from dwt_keras.learnable._structured import StructuredDense
+from dwt_keras.learnable._structured import check_positive_int as _check_positive_int
+
 
 def next_power_of_two(n):
     """The smallest power of two >= n."""
@@ -45,14 +48,8 @@ def fast_walsh_hadamard(x, normalize=True):
     return y
 
 
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 @keras.saving.register_keras_serializable(package="dwt_keras")
-class FastfoodDense(keras.layers.Layer):
+class FastfoodDense(StructuredDense):
     """Fastfood linear layer: `y = S H G P H B x` with an O(n log n) Walsh-Hadamard transform.
 
     Width scheme: the layer works at width `n = next_power_of_two(max(input_dim, units))`. The
@@ -115,41 +112,13 @@ class FastfoodDense(keras.layers.Layer):
         else:
             self.bias = None
 
-    def prepare(self, dtype=None):
-        """The weight-derived tensors of one forward pass (cast scales); see `WaveletDense`."""
-        dtype = dtype or self.compute_dtype
-        prepared = {
-            "input_scale": ops.cast(self.input_scale, dtype),
-            "middle_scale": ops.cast(self.middle_scale, dtype),
-            "output_scale": ops.cast(self.output_scale, dtype),
-        }
-        if self.bias is not None:
-            prepared["bias"] = ops.cast(self.bias, dtype)
-        return prepared
+    _prepared_weights = ("middle_scale",)
 
-    def apply(self, inputs, prepared):
-        """The layer's linear map on `(batch, input_dim)` inputs, given `prepare()`'s tensors."""
-        x = inputs * prepared["input_scale"]
-        if self.width > self._in_dim:
-            x = ops.pad(x, [[0, 0], [0, self.width - self._in_dim]])
+    def transform(self, x, prepared):
+        """`H G P H x` on a `(batch, width)` tensor, given `prepare()`'s tensors."""
         x = fast_walsh_hadamard(x)
         x = ops.take(x, self.permutation, axis=-1) * prepared["middle_scale"]
-        y = fast_walsh_hadamard(x)
-        if self.units < self.width:
-            y = y[:, : self.units]
-        y = y * prepared["output_scale"]
-        if "bias" in prepared:
-            y = y + prepared["bias"]
-        return y
-
-    def call(self, inputs):
-        x = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
-        lead_shape = ops.shape(x)[:-1]
-        y = self.apply(ops.reshape(x, (-1, self._in_dim)), self.prepare(x.dtype))
-        return ops.reshape(y, tuple(lead_shape) + (self.units,))
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
+        return fast_walsh_hadamard(x)
 
     def get_config(self):
         config = super().get_config()

@@ -16,6 +16,25 @@ The input matrices `W_*` stay dense (the inputs of the paper's tasks are 1 to 10
 Use the layers `WaveletGRU` / `FastfoodGRU` (Keras RNN layers): they add the wavelet loss of all
 structured matrices once per call, outside the time loop. With a bare cell inside
 `keras.layers.RNN`, add `cell.wavelet_loss()` to the loss yourself.
+
+Compute form of the recurrent matrices (`recurrent_impl`). The structured matrices are constant
+within a sequence, so `WaveletGRU` / `FastfoodGRU` can evaluate them in two equivalent ways:
+
+* `"structured"`: every time step applies each structured layer to the hidden state (O(n L J)
+  work per row, but ~10 small ops per matrix and step: op-overhead bound on CPU);
+* `"materialized"`: once per sequence (per layer call), each structured operator is applied to
+  the identity (a batch of `n` unit vectors, O(n^2 L) work) to obtain its `n x n` matrix; the
+  update and reset matrices are concatenated into one `(n, 2n)` matrix, so every time step costs
+  two plain matmuls, as in `keras.layers.GRU`. Gradients flow through the materialisation to the
+  structured parameters, so training is the same; the stored parameters are still only
+  `2n + N_c + 4L` per matrix (the `n x n` matrices are temporaries of the forward pass, never
+  weights).
+* `"auto"` (default): `"materialized"` up to `AUTO_MATERIALIZE_MAX_UNITS` hidden units, where it
+  measured several times faster (see benchmarks/results/learnable.md), `"structured"` above,
+  where dense matmuls grow as n^2 against the structured layers' n L J.
+
+The two forms give the same outputs and gradients to float32 rounding. A bare cell used inside
+`keras.layers.RNN` (no per-sequence hook) always applies the structured layers step by step.
 """
 
 import keras
@@ -26,6 +45,9 @@ from dwt_keras.learnable.fastfood import FastfoodDense
 from dwt_keras.learnable.wavelet_dense import WaveletDense
 
 GATES = ("update", "reset", "state")
+RECURRENT_IMPLS = ("auto", "structured", "materialized")
+# Largest hidden size for which `recurrent_impl="auto"` materialises the structured matrices.
+AUTO_MATERIALIZE_MAX_UNITS = 2048
 
 
 def parse_compress(compress):
@@ -50,6 +72,14 @@ def _check_units(units):
     return int(units)
 
 
+def _check_recurrent_impl(recurrent_impl):
+    if recurrent_impl not in RECURRENT_IMPLS:
+        raise ValueError(
+            f"recurrent_impl={recurrent_impl!r} is not valid. Valid choices: {', '.join(RECURRENT_IMPLS)}."
+        )
+    return recurrent_impl
+
+
 class _StructuredGRUCell(keras.layers.Layer):
     """Shared GRU cell logic; subclasses say how a structured recurrent matrix is built."""
 
@@ -61,11 +91,13 @@ class _StructuredGRUCell(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         recurrent_initializer="orthogonal",
         bias_initializer="zeros",
+        recurrent_impl="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.units = _check_units(units)
         self.compress = parse_compress(compress)
+        self.recurrent_impl = _check_recurrent_impl(recurrent_impl)
         if seed is None:
             seed = int(np.random.default_rng().integers(0, 2**31 - 1))
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -103,16 +135,39 @@ class _StructuredGRUCell(keras.layers.Layer):
                     initializer=self.recurrent_initializer,
                 )
 
-    def prepare(self):
-        """Weight-derived tensors of the structured matrices, computed once per sequence."""
-        return {gate: layer.prepare() for gate, layer in self.structured.items()}
+    def resolved_recurrent_impl(self):
+        """`"structured"` or `"materialized"`: the compute form `recurrent_impl` stands for."""
+        if self.recurrent_impl != "auto":
+            return self.recurrent_impl
+        return "materialized" if self.units <= AUTO_MATERIALIZE_MAX_UNITS else "structured"
 
-    def _recurrent(self, gate, h):
+    def _recurrent_matrix(self, gate, dtype):
+        """The `(units, units)` matrix `U` of a gate (`h -> h @ U`), dense or materialised."""
         if gate in self.structured:
-            prepared = self.__dict__.get("_prepared")
+            layer = self.structured[gate]
+            # Row i is the structured map applied to e_i: the matrix of the (bias-free) linear map.
+            return layer.apply(ops.eye(self.units, dtype=dtype), layer.prepare(dtype))
+        return ops.cast(self.recurrent_kernels[gate], dtype)
+
+    def prepare(self):
+        """Weight-derived tensors of the recurrent matrices, computed once per sequence.
+
+        `"structured"`: each structured layer's `prepare()` (filter matrices, cast scales).
+        `"materialized"`: `{"update_reset": (n, 2n), "state": (n, n)}` matrices.
+        """
+        dtype = self.compute_dtype
+        if self.resolved_recurrent_impl() == "structured":
+            return {"structured": {gate: layer.prepare(dtype) for gate, layer in self.structured.items()}}
+        update_reset = ops.concatenate(
+            [self._recurrent_matrix("update", dtype), self._recurrent_matrix("reset", dtype)], axis=-1
+        )
+        return {"update_reset": update_reset, "state": self._recurrent_matrix("state", dtype)}
+
+    def _recurrent(self, gate, h, prepared):
+        if gate in self.structured:
             if prepared is not None:
                 # Inside a sequence: reuse the filter matrices computed outside the time loop.
-                return self.structured[gate].apply(h, prepared[gate])
+                return self.structured[gate].apply(h, prepared["structured"][gate])
             return self.structured[gate](h)
         return ops.matmul(h, ops.cast(self.recurrent_kernels[gate], h.dtype))
 
@@ -120,9 +175,16 @@ class _StructuredGRUCell(keras.layers.Layer):
         h = states[0] if isinstance(states, (list, tuple)) else states
         x = ops.matmul(inputs, ops.cast(self.kernel, inputs.dtype)) + ops.cast(self.bias, inputs.dtype)
         x_z, x_r, x_h = ops.split(x, 3, axis=-1)
-        z = ops.sigmoid(x_z + self._recurrent("update", h))
-        r = ops.sigmoid(x_r + self._recurrent("reset", h))
-        candidate = ops.tanh(x_h + self._recurrent("state", r * h))
+        prepared = self.__dict__.get("_prepared")
+        if prepared is not None and "update_reset" in prepared:
+            u_z, u_r = ops.split(ops.matmul(h, prepared["update_reset"]), 2, axis=-1)
+            z = ops.sigmoid(x_z + u_z)
+            r = ops.sigmoid(x_r + u_r)
+            candidate = ops.tanh(x_h + ops.matmul(r * h, prepared["state"]))
+        else:
+            z = ops.sigmoid(x_z + self._recurrent("update", h, prepared))
+            r = ops.sigmoid(x_r + self._recurrent("reset", h, prepared))
+            candidate = ops.tanh(x_h + self._recurrent("state", r * h, prepared))
         h_new = z * h + (1.0 - z) * candidate
         return h_new, [h_new]
 
@@ -147,6 +209,7 @@ class _StructuredGRUCell(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "recurrent_impl": self.recurrent_impl,
             }
         )
         return config
@@ -164,6 +227,8 @@ class WaveletGRUCell(_StructuredGRUCell):
         wavelet_loss_weight: weight of the summed wavelet loss; applied by `WaveletGRU`.
         seed: seed of the structured matrices (matrix `i` uses `seed + 1 + i`).
         kernel_initializer, recurrent_initializer, bias_initializer: for the dense parts.
+        recurrent_impl: `"auto"`, `"structured"` or `"materialized"`: how `WaveletGRU` evaluates
+            the recurrent matrices (see the module docstring; same results, different speed).
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -238,6 +303,7 @@ class FastfoodGRUCell(_StructuredGRUCell):
         compress: which recurrent matrices become Fastfood layers (see `WaveletGRUCell`).
         seed: seed of the structured matrices (matrix `i` uses `seed + 1 + i`).
         kernel_initializer, recurrent_initializer, bias_initializer: for the dense parts.
+        recurrent_impl: `"auto"`, `"structured"` or `"materialized"` (see `WaveletGRUCell`).
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -288,8 +354,9 @@ class _StructuredGRU(keras.layers.RNN):
             self.wavelet_loss_tracker = keras.metrics.Mean(name=f"{self.name}_wavelet_loss")
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        # The structured matrices' filter matrices depend on the weights only: compute them once
-        # here; the time loop captures them (plain attribute, kept out of Keras' tracking).
+        # The recurrent matrices depend on the weights only: compute their filter matrices (or the
+        # materialised matrices) once here; the time loop captures them (plain attribute, kept
+        # out of Keras' tracking).
         self.cell.__dict__["_prepared"] = self.cell.prepare()
         try:
             outputs = super().call(sequences, initial_state=initial_state, mask=mask, training=training)
@@ -318,7 +385,9 @@ class _StructuredGRU(keras.layers.RNN):
         return cls(**config)
 
 
-_COMMON_CELL_ARGS = ("compress", "seed", "kernel_initializer", "recurrent_initializer", "bias_initializer")
+_COMMON_CELL_ARGS = (
+    "compress", "seed", "kernel_initializer", "recurrent_initializer", "bias_initializer", "recurrent_impl",
+)
 
 
 @keras.saving.register_keras_serializable(package="dwt_keras")
@@ -332,7 +401,8 @@ class WaveletGRU(_StructuredGRU):
         units: hidden size.
         return_sequences, return_state, go_backwards, stateful, unroll: as in `keras.layers.RNN`.
         **kwargs: the `WaveletGRUCell` arguments (`compress`, `levels`, `filter_length`,
-            `init_wavelet`, `wavelet_loss_weight`, `seed`, initializers) and base layer arguments.
+            `init_wavelet`, `wavelet_loss_weight`, `seed`, initializers, `recurrent_impl`) and base
+            layer arguments.
 
     Call arguments:
         sequences: `(batch, time, features)`.
@@ -356,8 +426,8 @@ class FastfoodGRU(_StructuredGRU):
     Args:
         units: hidden size.
         return_sequences, return_state, go_backwards, stateful, unroll: as in `keras.layers.RNN`.
-        **kwargs: the `FastfoodGRUCell` arguments (`compress`, `seed`, initializers) and base
-            layer arguments.
+        **kwargs: the `FastfoodGRUCell` arguments (`compress`, `seed`, initializers,
+            `recurrent_impl`) and base layer arguments.
 
     Call arguments:
         sequences: `(batch, time, features)`.

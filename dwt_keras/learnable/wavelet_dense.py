@@ -27,6 +27,9 @@ import numpy as np
 import pywt
 from keras import ops
 
+from dwt_keras.learnable._structured import StructuredDense
+from dwt_keras.learnable._structured import check_positive_int as _check_positive_int
+
 _RANDOM_INIT_NAMES = ("random",)
 
 
@@ -307,12 +310,6 @@ def wavelet_synthesis(coeffs, rec_lo, rec_hi, lengths):
     return _apply_synthesis(coeffs, kernels, lengths, rec_lo.shape[0])
 
 
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _check_seed(seed):
     if seed is None:
         # Draw one now and keep it in the config, so a saved layer rebuilds the same permutation.
@@ -321,7 +318,7 @@ def _check_seed(seed):
 
 
 @keras.saving.register_keras_serializable(package="dwt_keras")
-class WaveletDense(keras.layers.Layer):
+class WaveletDense(StructuredDense):
     """Linear layer parametrised by a learnable fast wavelet transform: `y = S W^-1 G P W B x`.
 
     Replaces a dense `n x n` matrix (`n^2` parameters) with `2n + N_c + 4L` parameters and
@@ -482,26 +479,17 @@ class WaveletDense(keras.layers.Layer):
         l_pr, l_ac = self.wavelet_loss_terms()
         return l_pr + l_ac
 
-    def prepare(self, dtype=None):
-        """The weight-derived tensors of one forward pass (filter matrices, cast scales).
+    _prepared_weights = ("coefficient_scale",)
 
-        They depend on the weights only, so a recurrent cell computes them once per sequence
-        (outside the time loop) and hands them to `apply` at every step.
-        """
+    def prepare(self, dtype=None):
+        """`StructuredDense.prepare` plus the analysis and synthesis filter matrices."""
         dtype = dtype or self.compute_dtype
-        cast = lambda v: ops.cast(v, dtype)  # noqa: E731
+        prepared = super().prepare(dtype)
         lengths = self._lengths
-        prepared = {
-            "analysis": analysis_kernel(cast(self.dec_lo), cast(self.dec_hi)),
-            "synthesis": synthesis_kernels(
-                cast(self.rec_lo), cast(self.rec_hi), lengths[::-1], lengths[::-1][1:] + [self.width]
-            ),
-            "input_scale": cast(self.input_scale),
-            "coefficient_scale": cast(self.coefficient_scale),
-            "output_scale": cast(self.output_scale),
-        }
-        if self.bias is not None:
-            prepared["bias"] = cast(self.bias)
+        prepared["analysis"] = analysis_kernel(ops.cast(self.dec_lo, dtype), ops.cast(self.dec_hi, dtype))
+        prepared["synthesis"] = synthesis_kernels(
+            ops.cast(self.rec_lo, dtype), ops.cast(self.rec_hi, dtype), lengths[::-1], lengths[::-1][1:] + [self.width]
+        )
         return prepared
 
     def analyze(self, x, prepared=None):
@@ -522,34 +510,19 @@ class WaveletDense(keras.layers.Layer):
         targets = self._lengths[::-1][1:] + [self.width]
         return _apply_synthesis(parts, prepared["synthesis"], targets, self.filter_length)
 
-    def apply(self, inputs, prepared):
-        """The layer's linear map on `(batch, input_dim)` inputs, given `prepare()`'s tensors."""
-        x = inputs * prepared["input_scale"]
-        if self.width > self._in_dim:
-            x = ops.pad(x, [[0, 0], [0, self.width - self._in_dim]])
+    def transform(self, x, prepared):
+        """`W^-1 G P W x` on a `(batch, width)` tensor, given `prepare()`'s tensors."""
         flat = self.analyze(x, prepared)
         flat = ops.take(flat, self.permutation, axis=-1) * prepared["coefficient_scale"]
-        y = self.synthesize(flat, prepared)
-        if self.units < self.width:
-            y = y[:, : self.units]
-        y = y * prepared["output_scale"]
-        if "bias" in prepared:
-            y = y + prepared["bias"]
-        return y
+        return self.synthesize(flat, prepared)
 
     def call(self, inputs):
-        x = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
-        lead_shape = ops.shape(x)[:-1]
-        y = self.apply(ops.reshape(x, (-1, self._in_dim)), self.prepare(x.dtype))
-        y = ops.reshape(y, tuple(lead_shape) + (self.units,))
+        y = super().call(inputs)
         if self._add_loss_in_call and self.wavelet_loss_weight > 0:
             loss = self.wavelet_loss()
             self.add_loss(self.wavelet_loss_weight * loss)
             self.wavelet_loss_tracker.update_state(loss)
         return y
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
         config = super().get_config()

@@ -14,6 +14,7 @@ import dataclasses
 
 from absl import flags
 
+from dwt_keras.spectral.options import SPECTRAL_FIELDS, SpectralOptions, spectral_report
 from dwt_keras.spectral.schedule import TauScheduler, validate_epochs
 from dwt_keras.spectral.truncation import (
     PROFILES,
@@ -24,7 +25,14 @@ from dwt_keras.spectral.truncation import (
 )
 from dwt_keras.spectral.wrapper import SpectralTrainingModel, validate_apply_to
 
-__all__ = ["define_spectral_flags", "spectral_from_flags", "SpectralSetup"]
+__all__ = [
+    "define_spectral_flags",
+    "spectral_from_flags",
+    "spectral_report",
+    "SpectralOptions",
+    "SpectralSetup",
+    "SPECTRAL_FIELDS",
+]
 
 
 def define_spectral_flags(flag_values=flags.FLAGS, truncation_epochs=10):
@@ -90,12 +98,14 @@ class SpectralSetup:
             the layer in the model it is given, so the same list works for every
             model `wrap` returns (e.g. KerasTuner trials, which deep-copy it).
         apply_to: `"inputs"` or `"inputs_and_targets"`.
+        options: the validated `SpectralOptions` it was made from.
     """
 
     enabled: bool
     layer_kwargs: dict = dataclasses.field(default_factory=dict)
     callbacks: list = dataclasses.field(default_factory=list)
     apply_to: str = "inputs"
+    options: SpectralOptions = None
 
     def make_layer(self):
         """A new `SpectralTruncation` layer with the flag settings."""
@@ -144,8 +154,9 @@ def spectral_from_flags(flag_values=flags.FLAGS, apply_to="inputs", log_dir=None
     per_step = bool(get("spectral_per_step", False))
     if tau_final < tau_init:
         raise ValueError(f"--tau_final ({tau_final}) must be >= --tau_init ({tau_init}).")
+    options = SpectralOptions(enabled, tau_init, tau_final, epochs, profile, rolloff, per_step)
     if not enabled:
-        return SpectralSetup(enabled=False, apply_to=apply_to)
+        return SpectralSetup(enabled=False, apply_to=apply_to, options=options)
     layer_kwargs = {"tau": tau_init, "profile": profile, "rolloff": rolloff}
     sched = TauScheduler(
         tau_init=tau_init,
@@ -154,4 +165,5 @@ def spectral_from_flags(flag_values=flags.FLAGS, apply_to="inputs", log_dir=None
         per_step=per_step,
         log_dir=log_dir or None,  # absl's --log_dir defaults to ""
     )
-    return SpectralSetup(enabled=True, layer_kwargs=layer_kwargs, callbacks=[sched], apply_to=apply_to)
+    return SpectralSetup(enabled=True, layer_kwargs=layer_kwargs, callbacks=[sched],
+                         apply_to=apply_to, options=options)

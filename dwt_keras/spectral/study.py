@@ -1,7 +1,8 @@
 """Convergence study: does the spectral-truncation curriculum speed up training?
 
 For each condition (``baseline`` = no truncation, ``linear`` and ``cosine``
-mask profiles) and each seed, a small CNN is trained for a fixed number of
+mask profiles) and each seed, a model (``model="cnn"``: a small CNN;
+``model="wmsa"``: the W-MSA-tiny `WaveletTransformer`) is trained for a fixed number of
 epochs on the same train/validation split; after every epoch the test accuracy
 is measured, as the issue asks for "epochs and wall time to reach a fixed test
 accuracy". Validation accuracy is recorded too, and the final report also gives
@@ -12,6 +13,13 @@ it, so compare conditions from the same run only.
 
 Results are written after every run (JSON with every epoch, and a markdown
 summary), atomically, so a run cut short still leaves its finished part.
+
+Training extras (`dwt_keras.training`) apply to every condition alike:
+`augment` (training split only; the truncation low-passes the augmented batch),
+`lr_schedule` (over all `epochs`) and `l1`/`l2`/`dropout`/`batch_norm` on the
+CNN. Early stopping is deliberately not offered: every run must last `epochs`
+epochs so that the per-epoch curves and the time-to-accuracy metric compare
+conditions over the same horizon.
 """
 
 import dataclasses
@@ -28,11 +36,15 @@ import numpy as np
 from dwt_keras.spectral.schedule import TauScheduler, validate_epochs
 from dwt_keras.spectral.truncation import SpectralTruncation, _validate_rolloff, validate_tau
 from dwt_keras.spectral.wrapper import SpectralTrainingModel
+from dwt_keras.training.schedules import current_learning_rate
 
 __all__ = [
     "CONDITIONS",
+    "MODELS",
     "StudyConfig",
     "small_cnn",
+    "build_study_model",
+    "training_data",
     "run_single",
     "summarize",
     "results_markdown",
@@ -43,6 +55,8 @@ __all__ = [
 ]
 
 CONDITIONS = ("baseline", "linear", "cosine")
+#: Models of the study: the small CNN, or W-MSA-tiny (`dwt_keras.transformer`).
+MODELS = ("cnn", "wmsa")
 
 
 @dataclasses.dataclass
@@ -68,6 +82,15 @@ class StudyConfig:
         split_seed: seed of the train/validation split (same for all runs).
         strategy: a `tf.distribute` strategy name (`dwt_keras.training.strategy.STRATEGIES`).
         log_dir: TensorBoard folder (one sub-folder per condition and seed); None: off.
+        augment: training-split augmentation (`dwt_keras.training.augmentation.AUGMENTATIONS`).
+        lr_schedule: `dwt_keras.training.schedules.LR_SCHEDULES` name, spanning `epochs`.
+        l1, l2, dropout, batch_norm: regularisation of the CNN
+            (`dwt_keras.training.regularization.apply_regularization`); for
+            W-MSA only `dropout` applies (the transformer's own dropout rate).
+        model: "cnn" (`small_cnn`, `width` channels) or "wmsa" (W-MSA-tiny:
+            `WaveletTransformer(model_size="tiny")` with its defaults, db4, J=3,
+            4x4 grouping; `width` is unused). Every condition trains the same
+            model with the same optimiser (Adam, `lr`, `lr_schedule`).
     """
 
     dataset: str = "cifar10_subset"
@@ -87,9 +110,24 @@ class StudyConfig:
     split_seed: int = 0
     strategy: str = "default"
     log_dir: str = None
+    augment: str = "none"
+    lr_schedule: str = "constant"
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    batch_norm: bool = False
+    model: str = "cnn"
 
     def validate(self):
         """Raises `ValueError` for any invalid setting (before any training)."""
+        if self.model not in MODELS:
+            raise ValueError(f"Unknown model {self.model!r}; valid choices: {', '.join(MODELS)}.")
+        if self.model == "wmsa" and (self.l1 or self.l2 or self.batch_norm):
+            raise ValueError(
+                "l1, l2 and batch_norm apply to the CNN only (they rebuild a functional model; "
+                "W-MSA is subclassed and normalises with LayerNorm); with model='wmsa' use "
+                "dropout, or model='cnn'."
+            )
         self.conditions = tuple(self.conditions)
         if not self.conditions:
             raise ValueError(f"conditions is empty; valid choices: {', '.join(CONDITIONS)}.")
@@ -120,7 +158,17 @@ class StudyConfig:
             raise ValueError(f"lr must be > 0; got {self.lr}.")
         if validate_epochs(self.width, "width") < 1:
             raise ValueError("width must be >= 1.")
+        from dwt_keras.training.flags import TrainingOptions
+
+        TrainingOptions(augment=self.augment, lr_schedule=self.lr_schedule, l1=self.l1, l2=self.l2,
+                        dropout=self.dropout, batch_norm=self.batch_norm).validate()
         return self
+
+    def extras(self):
+        """The training extras that differ from their defaults (for reports)."""
+        defaults = StudyConfig()
+        names = ("augment", "lr_schedule", "l1", "l2", "dropout", "batch_norm")  # not `model`
+        return {n: getattr(self, n) for n in names if getattr(self, n) != getattr(defaults, n)}
 
 
 def small_cnn(input_shape, num_classes, width=16, seed=None):
@@ -135,6 +183,54 @@ def small_cnn(input_shape, num_classes, width=16, seed=None):
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(num_classes, kernel_initializer=init)(x)
     return keras.Model(inp, out, name="small_cnn")
+
+
+def build_study_model(cfg, input_shape, num_classes, seed):
+    """The study's model for `cfg.model`.
+
+    "cnn": `small_cnn` with the config's regularisation (`l1`, `l2`, `dropout`,
+    `batch_norm`). "wmsa": W-MSA-tiny (`WaveletTransformer(model_size="tiny")`,
+    library defaults) with `dropout`, built; its initialisation follows the
+    global seed that `run_single` sets.
+    """
+    from dwt_keras.training.regularization import apply_regularization
+
+    if cfg.model == "wmsa":
+        from dwt_keras.transformer import WaveletTransformer
+
+        model = WaveletTransformer(
+            image_size=tuple(input_shape[:2]),
+            in_channels=int(input_shape[2]),
+            num_classes=int(num_classes),
+            model_size="tiny",
+            dropout=float(cfg.dropout),
+        )
+        model.build((None,) + tuple(input_shape))
+        return model
+
+    model = small_cnn(input_shape, num_classes, cfg.width, seed=seed)
+    return apply_regularization(model, l1=cfg.l1, l2=cfg.l2, dropout=cfg.dropout,
+                                batch_norm=cfg.batch_norm)
+
+
+def training_data(splits, cfg, seed):
+    """`(x, fit_kwargs)` for `Model.fit`: the arrays, or a shuffled, augmented `tf.data` pipeline.
+
+    Without augmentation the arrays go to `fit` as before (Keras shuffles them); with it, a
+    `tf.data` pipeline shuffles (seeded, reshuffled every epoch), batches and augments the
+    training split only.
+    """
+    if cfg.augment in (None, "none"):
+        return splits.x_train, {"y": splits.y_train, "batch_size": cfg.batch_size, "shuffle": True}
+    import tensorflow as tf
+
+    from dwt_keras.training.augmentation import augment_dataset, build_augmentation
+
+    ds = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
+          .shuffle(len(splits.x_train), seed=int(seed), reshuffle_each_iteration=True)
+          .batch(cfg.batch_size))
+    aug = build_augmentation(cfg.augment, splits.x_train.shape[1:], seed=int(seed))
+    return augment_dataset(ds, aug).prefetch(2), {"shuffle": False}  # the pipeline shuffles
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -170,6 +266,8 @@ class _EpochRecorder(keras.callbacks.Callback):
                 "val_accuracy": float(logs.get("val_accuracy", math.nan)),
                 "test_accuracy": test_acc,
                 "tau": float(logs.get("spectral_tau", 1.0)),
+                # the rate of the epoch's last step (a schedule moves it within the epoch)
+                "learning_rate": current_learning_rate(self.model.optimizer),
                 "phase": float(logs.get("spectral_phase", 0.0)),
             }
         )
@@ -189,20 +287,23 @@ def run_single(splits, condition, seed, cfg, verbose=0):
     if condition not in CONDITIONS:
         raise ValueError(f"Unknown condition {condition!r}; valid choices: {', '.join(CONDITIONS)}.")
     from dwt_keras.training.callbacks import standard_callbacks
+    from dwt_keras.training.schedules import make_lr_schedule
     from dwt_keras.training.strategy import get_strategy
 
     set_seed(int(seed))
     keras.backend.clear_session()
     num_classes = int(splits.info["num_classes"])
+    steps_per_epoch = int(math.ceil(len(splits.x_train) / cfg.batch_size))
+    lr = make_lr_schedule(cfg.lr_schedule, cfg.lr, steps_per_epoch, cfg.epochs)
     with get_strategy(cfg.strategy).scope():
-        model = small_cnn(splits.x_train.shape[1:], num_classes, cfg.width, seed=int(seed))
+        model = build_study_model(cfg, splits.x_train.shape[1:], num_classes, int(seed))
         callbacks = []
         if condition != "baseline":
             trunc = SpectralTruncation(tau=cfg.tau_init, profile=condition, rolloff=cfg.rolloff)
             model = SpectralTrainingModel(model, trunc, apply_to="inputs")
             callbacks.append(TauScheduler(cfg.tau_init, cfg.tau_final, cfg.truncation_epochs))
         model.compile(
-            optimizer=keras.optimizers.Adam(cfg.lr),
+            optimizer=keras.optimizers.Adam(lr),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
@@ -211,16 +312,15 @@ def run_single(splits, condition, seed, cfg, verbose=0):
     if cfg.log_dir:
         # TauScheduler runs first, so tau and the phase reach TensorBoard with the epoch's logs.
         callbacks += standard_callbacks(os.path.join(cfg.log_dir, f"{condition}-seed{seed}"), model)
+    x_train, fit_kwargs = training_data(splits, cfg, seed)
     t0 = time.perf_counter()
     model.fit(
-        splits.x_train,
-        splits.y_train,
-        batch_size=cfg.batch_size,
+        x_train,
         epochs=cfg.epochs,
         validation_data=(splits.x_val, splits.y_val),
         callbacks=callbacks,
-        shuffle=True,
         verbose=verbose,
+        **fit_kwargs,
     )
     total = time.perf_counter() - t0
     rec = recorder.records
@@ -284,16 +384,25 @@ def _fmt(stat, digits=3, pct=False):
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
+def model_description(cfg):
+    """One line naming the study's model (for reports)."""
+    if getattr(cfg, "model", "cnn") == "wmsa":
+        return ("W-MSA-tiny (WaveletTransformer: width 96, 4 blocks, 3 heads, db4, J=3, "
+                "4x4 grouping, LayerNorm on the embedded tokens)")
+    return f"Small CNN (width {cfg.width})"
+
+
 def results_markdown(summary, cfg, info=None, command=None, machine=None):
     """A markdown table of `summarize` output with the study settings."""
     lines = [
-        f"Small CNN (width {cfg.width}) on {cfg.dataset}"
+        f"{model_description(cfg)} on {cfg.dataset}"
         + (f" ({info['n_train']} train / {info['n_val']} val / {info['n_test']} test)" if info else "")
         + f", {cfg.epochs} epochs, Adam lr {cfg.lr}, batch {cfg.batch_size}, seeds {list(cfg.seeds)}; "
         f"truncation: tau {cfg.tau_init} -> {cfg.tau_final} over {cfg.truncation_epochs} epochs then off "
         f"(cosine roll-off {cfg.rolloff}). Target test accuracy {cfg.target_accuracy:.2f}. "
         "Mean ± sample std over seeds; 'reached' counts the runs that reached the target "
-        "(epoch/time means are over those runs only). Time = training batches only.",
+        "(epoch/time means are over those runs only). Time = training batches only."
+        + (f" Training extras (all conditions): {cfg.extras()}." if cfg.extras() else ""),
         "",
         "| condition | reached | epochs to target (test) | train time to target (s) "
         "| epochs to target (val) | final test acc (%) | test acc at best val (%) | total train time (s) |",

@@ -15,7 +15,7 @@ import keras
 
 from dwt_keras.spectral.truncation import SpectralTruncation
 
-__all__ = ["APPLY_TO", "SpectralTrainingModel", "validate_apply_to"]
+__all__ = ["APPLY_TO", "PlainModelCallback", "SpectralTrainingModel", "validate_apply_to"]
 
 APPLY_TO = ("inputs", "inputs_and_targets")
 
@@ -81,6 +81,17 @@ class SpectralTrainingModel(keras.Model):
     def call(self, inputs, training=None):
         return self.inner(inputs, training=training)
 
+    def get_layer(self, name=None, index=None):
+        """The wrapped model's layer (by `name` or `index`), else the wrapper's own.
+
+        Callbacks handed this wrapper during `fit` (compression, TensorBoard, the
+        caller's) look layers up by the plain model's names.
+        """
+        try:
+            return self.inner.get_layer(name=name, index=index)
+        except ValueError:
+            return super().get_layer(name=name, index=index)
+
     def build(self, input_shape):
         if not self.inner.built:
             self.inner.build(input_shape)
@@ -120,3 +131,58 @@ class SpectralTrainingModel(keras.Model):
             config.pop("truncation"), custom_objects=custom_objects
         )
         return cls(model=model, truncation=truncation, **config)
+
+
+class PlainModelCallback(keras.callbacks.Callback):
+    """Runs `callback` during a `SpectralTrainingModel.fit` as if the plain model were fitted.
+
+    Keras hands every callback the model being fitted, i.e. the wrapper; a
+    callback that saves weights (KerasTuner's checkpoints, `ModelCheckpoint`),
+    reads the input shape or walks the layers should see the plain model that
+    is saved and reloaded later. This adapter gives it the wrapper's `inner`
+    model and forwards every hook; a `stop_training` request set on the plain
+    model is passed on to the wrapper so that the fit loop stops.
+
+    Args:
+        callback: the callback to run.
+        model: the plain model it should see (the wrapper's `inner`).
+
+    Example:
+
+    >>> # wrapper.fit(x, y, callbacks=[sched,
+    >>> #     PlainModelCallback(keras.callbacks.ModelCheckpoint("m.keras"), wrapper.inner)])
+    """
+
+    def __init__(self, callback, model):
+        super().__init__()
+        self.callback = callback
+        self.plain_model = model
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.callback.set_model(self.plain_model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.callback.set_params(params)
+
+    def _forward(self, hook, *args, **kwargs):
+        getattr(self.callback, hook)(*args, **kwargs)
+        if getattr(self.plain_model, "stop_training", False) and self.model is not None:
+            self.model.stop_training = True
+
+
+def _forwarding_hook(hook):
+    def method(self, *args, **kwargs):
+        self._forward(hook, *args, **kwargs)
+
+    method.__name__ = hook
+    return method
+
+
+for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+              "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
+              "on_predict_batch_begin", "on_predict_batch_end"):
+    setattr(PlainModelCallback, _hook, _forwarding_hook(_hook))
+del _hook

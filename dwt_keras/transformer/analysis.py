@@ -14,11 +14,13 @@ is roughly 3x the forward count.
 
 from __future__ import annotations
 
+import inspect
 import json
 import pathlib
 import resource
 import statistics
 import time
+import zipfile
 
 import numpy as np
 import pywt
@@ -37,7 +39,16 @@ VARIANTS = {
     "wmsa_J2": ("wmsa", {"n_levels": 2}),
     "wmsa_p2": ("wmsa", {"patch_size": 2}),
     "wmsa_shared_embedding": ("wmsa", {"embedding": "shared"}),
+    "wmsa_no_token_norm": ("wmsa", {"token_norm": "none"}),
+    "wmsa_kernel_lr1": ("wmsa", {"kernel_lr_multiplier": 1.0}),
+    # The model as it was before token_norm / kernel_lr_multiplier existed.
+    "wmsa_previous": ("wmsa", {"token_norm": "none", "kernel_lr_multiplier": 1.0}),
 }
+
+#: W-MSA settings that a run's config.json (the training config) does not hold;
+#: `collect_runs` reads them from the saved model. The value used when the saved
+#: model lacks one is the behaviour of models saved before it existed.
+MODEL_ONLY_SETTINGS = {"token_norm": "none", "kernel_lr_multiplier": 1.0}
 
 
 def build_variant(name, image_size=(32, 32), in_channels=3, num_classes=10, model_size="tiny"):
@@ -174,13 +185,43 @@ def measure_variant(name, batch_size=128, repeats=10, model_size="tiny", image_s
     return row
 
 
+def saved_model_settings(run_dir):
+    """`MODEL_ONLY_SETTINGS` of the W-MSA saved as ``run_dir/best.keras`` ({} if none).
+
+    Reads the model config stored inside the .keras archive; nothing is built.
+    """
+    try:
+        with zipfile.ZipFile(pathlib.Path(run_dir) / "best.keras") as archive:
+            saved = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+    if saved.get("class_name") != "WaveletTransformer":
+        return {}
+    config = saved.get("config", {})
+    return {k: config.get(k, legacy) for k, legacy in MODEL_ONLY_SETTINGS.items()}
+
+
+def _wavelet_transformer_defaults(names):
+    params = inspect.signature(WaveletTransformer.__init__).parameters
+    return {n: params[n].default for n in names}
+
+
 def variant_of_config(cfg):
-    """The `VARIANTS` name (or a descriptive key) of a saved run's config.json."""
+    """The `VARIANTS` name (or a descriptive key) of a saved run's config.json.
+
+    `cfg` may also hold `MODEL_ONLY_SETTINGS` (see `saved_model_settings`); when
+    it does not, the current `WaveletTransformer` defaults are assumed.
+    """
     if cfg.get("model") == "vit":
         return "vit" if cfg.get("patch_size", 4) == 4 else f"vit_p{cfg['patch_size']}"
     base = dict(use_kernel=True, kernel_mode="fold", spatial_kernel="rbf", wavelet="db4",
-                n_levels=3, patch_size=4, embedding="per_subband")
+                n_levels=3, patch_size=4, embedding="per_subband",
+                **_wavelet_transformer_defaults(MODEL_ONLY_SETTINGS))
     diff = {k: cfg.get(k, v) for k, v in base.items() if cfg.get(k, v) != v}
+    if not cfg.get("use_kernel", True):
+        # Without a kernel its settings change nothing.
+        for k in ("kernel_mode", "spatial_kernel", "kernel_lr_multiplier"):
+            diff.pop(k, None)
     for name, (kind, over) in VARIANTS.items():
         if kind == "wmsa" and over == diff:
             return name
@@ -190,13 +231,21 @@ def variant_of_config(cfg):
 def collect_runs(runs_dir):
     """Test accuracy of finished runs (report.json) under `runs_dir`, grouped.
 
+    Args:
+        runs_dir: a folder, or a list of folders, searched recursively.
+
     Groups by (variant, model_size, dataset, epochs) and reports mean and
-    sample standard deviation over seeds.
+    sample standard deviation over seeds. The variant includes the W-MSA
+    settings stored only in the saved model (`saved_model_settings`).
     """
+    dirs = [runs_dir] if isinstance(runs_dir, (str, pathlib.Path)) else list(runs_dir)
+    paths = sorted({p for d in dirs for p in pathlib.Path(d).rglob("report.json")})
     groups = {}
-    for path in sorted(pathlib.Path(runs_dir).rglob("report.json")):
+    for path in paths:
         rep = json.loads(path.read_text())
-        cfg = rep["config"]
+        cfg = dict(rep["config"])
+        if cfg.get("model") == "wmsa":
+            cfg.update(saved_model_settings(path.parent))
         key = (variant_of_config(cfg), cfg.get("model_size"), cfg.get("dataset"), cfg.get("epochs"))
         groups.setdefault(key, []).append(rep)
     out = []

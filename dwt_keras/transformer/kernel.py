@@ -78,6 +78,13 @@ class WaveletKernel(keras.layers.Layer):
             `default_spatial_bandwidths(num_heads)`.
         rho: initial orientation correlation, in (0, 1).
         rho_min: lower bound on rho; keeps log k_orient finite (>= log rho_min).
+        lr_multiplier: every raw parameter is stored divided by this factor and
+            multiplied back when used (value = f(lr_multiplier * stored)). The
+            kernel is the same function, but the stored variables' gradients grow
+            by the factor, so an Adam-type optimiser (whose step size is about
+            the learning rate whatever the gradient's scale) moves the kernel's
+            bandwidths and rho about `lr_multiplier` times faster than the rest
+            of the model. 1 = plain parameters.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Example:
@@ -99,9 +106,13 @@ class WaveletKernel(keras.layers.Layer):
         spatial_bandwidths=None,
         rho=0.5,
         rho_min=1e-4,
+        lr_multiplier=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not float(lr_multiplier) > 0.0:
+            raise ValueError(f"lr_multiplier must be > 0, got {lr_multiplier}.")
+        self.lr_multiplier = float(lr_multiplier)
         if spatial_kernel not in SPATIAL_KERNELS:
             raise ValueError(
                 f"Unknown spatial_kernel {spatial_kernel!r}; choose one of {SPATIAL_KERNELS}."
@@ -129,11 +140,12 @@ class WaveletKernel(keras.layers.Layer):
 
     def build(self, input_shape=None):
         h = self.num_heads
+        m = self.lr_multiplier
         self.scale_raw = self.add_weight(
             name="scale_bandwidth_raw",
             shape=(h,),
             initializer=keras.initializers.Constant(
-                float(_inverse_softplus(self.scale_bandwidth))
+                float(_inverse_softplus(self.scale_bandwidth)) / m
             ),
             dtype="float32",
         )
@@ -143,10 +155,10 @@ class WaveletKernel(keras.layers.Layer):
         self.rho_logit = self.add_weight(
             name="rho_logit",
             shape=(h,),
-            initializer=keras.initializers.Constant(rho_logit),
+            initializer=keras.initializers.Constant(rho_logit / m),
             dtype="float32",
         )
-        init = _inverse_softplus(self.spatial_bandwidths).astype("float32")
+        init = (_inverse_softplus(self.spatial_bandwidths) / m).astype("float32")
         if self.spatial_kernel == "gibbs":
             init = np.repeat(init[:, None], self.n_levels, axis=1)
         self.spatial_raw = self.add_weight(
@@ -160,15 +172,16 @@ class WaveletKernel(keras.layers.Layer):
     # -- constrained parameters ------------------------------------------------
     def scale_bandwidths(self):
         """RBF bandwidth over levels, per head, shape (heads,)."""
-        return ops.softplus(self.scale_raw) + 1e-3
+        return ops.softplus(self.lr_multiplier * self.scale_raw) + 1e-3
 
     def rhos(self):
         """Orientation correlation rho in (rho_min, 1), per head, shape (heads,)."""
-        return self.rho_min + (1.0 - self.rho_min) * ops.sigmoid(self.rho_logit)
+        logit = self.lr_multiplier * self.rho_logit
+        return self.rho_min + (1.0 - self.rho_min) * ops.sigmoid(logit)
 
     def spatial_bandwidth_values(self):
         """Spatial bandwidths: (heads,) for RBF, (heads, n_levels) for Gibbs."""
-        return ops.softplus(self.spatial_raw) + 1e-3
+        return ops.softplus(self.lr_multiplier * self.spatial_raw) + 1e-3
 
     # -- explicit kernel -------------------------------------------------------
     def _check_built(self):
@@ -282,5 +295,6 @@ class WaveletKernel(keras.layers.Layer):
             spatial_bandwidths=list(self.spatial_bandwidths),
             rho=self.rho,
             rho_min=self.rho_min,
+            lr_multiplier=self.lr_multiplier,
         )
         return config

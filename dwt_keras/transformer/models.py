@@ -27,6 +27,7 @@ MODEL_SIZES = {
     "base": (384, 12, 6),
 }
 EMBEDDINGS = ("per_subband", "shared")
+TOKEN_NORMS = ("none", "layernorm", "subband_rms")
 
 
 def resolve_model_size(model_size, embed_dim, depth, num_heads):
@@ -95,6 +96,50 @@ class SubbandEmbedding(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(embed_dim=self.embed_dim, tokens_per_subband=self.tokens_per_subband)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="dwt_keras")
+class SubbandRMSNorm(keras.layers.Layer):
+    """Divides every subband of every image by its own RMS (no parameters).
+
+    The subbands of an orthonormal DWT differ in scale by orders of magnitude
+    (on CIFAR-10 with db4, J=3: A_3 ~4, level-1 details ~0.03-0.08), so after a
+    linear embedding the fine-scale tokens are invisible next to the
+    approximation and the positional encoding. Dividing each subband of each
+    image by the root mean square of its coefficients puts every subband at
+    unit scale while keeping the relative sizes of the tokens inside a subband
+    (where the edges are).
+
+    Args:
+        tokens_per_subband: number of tokens of each subband, in token order.
+        epsilon: added to the mean square (an all-zero subband stays zero).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        tokens: (B, N, d) raw wavelet tokens.
+    """
+
+    def __init__(self, tokens_per_subband, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.tokens_per_subband = [int(t) for t in tokens_per_subband]
+        self.epsilon = float(epsilon)
+
+    def call(self, tokens):
+        splits = np.cumsum(self.tokens_per_subband)[:-1].tolist()
+        parts = ops.split(tokens, splits, axis=1) if splits else [tokens]
+        out = [
+            t * ops.rsqrt(ops.mean(ops.square(t), axis=(1, 2), keepdims=True) + self.epsilon)
+            for t in parts
+        ]
+        return ops.concatenate(out, axis=1) if len(out) > 1 else out[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(tokens_per_subband=self.tokens_per_subband, epsilon=self.epsilon)
         return config
 
 
@@ -313,6 +358,20 @@ class WaveletTransformer(_TokenTransformer):
             back in pixel units (fixed, invertible, no parameters). Off by default:
             in a 40-step memorisation check on 64 CIFAR images it slowed
             optimisation (loss 1.75 vs 0.21 without it).
+        token_norm: equalises the very different scales of the subbands before
+            the positional encoding is added: "layernorm" (default; a LayerNorm
+            over the width of every embedded token), "subband_rms"
+            (`SubbandRMSNorm` on the coefficients, before the embedding) or
+            "none" (the behaviour of models saved without this setting). Without
+            it the 48 level-1 tokens of the tiny CIFAR model embed at ~1/10 of
+            the positional encoding's scale, the pooled features barely depend
+            on the image at initialisation, and training sat at chance for two
+            epochs (benchmarks/results/transformer.md).
+        kernel_lr_multiplier: the kernel's bandwidths and rho learn this many
+            times faster than the other weights (`WaveletKernel(lr_multiplier=...)`);
+            1 = the same rate (models saved without this setting). Default 10:
+            at rate 1 the bandwidths had not moved from their initial values
+            (to 2 decimals) after 290 AdamW steps at lr <= 1e-3.
         **kwargs: base `keras.Model` arguments.
 
     Call arguments:
@@ -351,6 +410,8 @@ class WaveletTransformer(_TokenTransformer):
         kernel_kwargs=None,
         embedding="per_subband",
         level_scaling=False,
+        token_norm="layernorm",
+        kernel_lr_multiplier=10.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -358,6 +419,21 @@ class WaveletTransformer(_TokenTransformer):
         self.level_scaling = bool(level_scaling)
         if embedding not in EMBEDDINGS:
             raise ValueError(f"Unknown embedding {embedding!r}; choose one of {EMBEDDINGS}.")
+        if token_norm not in TOKEN_NORMS:
+            raise ValueError(f"Unknown token_norm {token_norm!r}; choose one of {TOKEN_NORMS}.")
+        if not float(kernel_lr_multiplier) > 0.0:
+            raise ValueError(f"kernel_lr_multiplier must be > 0, got {kernel_lr_multiplier}.")
+        self.token_norm = token_norm
+        self.kernel_lr_multiplier = float(kernel_lr_multiplier)
+        kernel_kwargs = dict(kernel_kwargs or {})
+        if float(kernel_kwargs.get("lr_multiplier", self.kernel_lr_multiplier)) != (
+            self.kernel_lr_multiplier
+        ):
+            raise ValueError(
+                "kernel_kwargs['lr_multiplier'] and kernel_lr_multiplier disagree "
+                f"({kernel_kwargs['lr_multiplier']} vs {kernel_lr_multiplier}); pass one of them."
+            )
+        kernel_kwargs["lr_multiplier"] = self.kernel_lr_multiplier
         if use_kernel and spatial_kernel == "gibbs" and kernel_mode == "fold":
             raise ValueError(
                 "spatial_kernel='gibbs' cannot be folded into q/k; use kernel_mode='bias'."
@@ -396,6 +472,15 @@ class WaveletTransformer(_TokenTransformer):
             kernel_kwargs,
         )
         meta = self.tokenizer.token_metadata()
+        self.token_normalization = None
+        if token_norm == "layernorm":
+            self.token_normalization = keras.layers.LayerNormalization(
+                epsilon=1e-6, name="token_norm"
+            )
+        elif token_norm == "subband_rms":
+            self.token_normalization = SubbandRMSNorm(
+                self.tokenizer.tokens_per_subband, dtype="float32", name="token_norm"
+            )
         self.token_embedding = SubbandEmbedding(
             self.embed_dim,
             self.tokenizer.tokens_per_subband if embedding == "per_subband" else None,
@@ -415,6 +500,10 @@ class WaveletTransformer(_TokenTransformer):
         self.tokenizer.build(input_shape)
         tok_shape = (None, self.num_tokens, self.tokenizer.token_dim)
         self.token_embedding.build(tok_shape)
+        if self.token_norm == "layernorm":
+            self.token_normalization.build((None, self.num_tokens, self.embed_dim))
+        elif self.token_norm == "subband_rms":
+            self.token_normalization.build(tok_shape)
         self.pos_encoding.build((None, self.num_tokens, self.embed_dim))
 
     def _embed(self, images, training=None):
@@ -422,7 +511,12 @@ class WaveletTransformer(_TokenTransformer):
         if self.level_scaling:
             scale = 2.0 ** -self.token_metadata()["level"].astype("float32")
             tokens = tokens * ops.convert_to_tensor(scale[None, :, None])
-        return self.pos_encoding(self.token_embedding(tokens))
+        if self.token_norm == "subband_rms":
+            tokens = self.token_normalization(tokens)
+        x = self.token_embedding(tokens)
+        if self.token_norm == "layernorm":
+            x = self.token_normalization(x)
+        return self.pos_encoding(x)
 
     def get_config(self):
         config = super().get_config()
@@ -438,11 +532,17 @@ class WaveletTransformer(_TokenTransformer):
             kernel_kwargs=self.kernel_kwargs,
             embedding=self.embedding,
             level_scaling=self.level_scaling,
+            token_norm=self.token_norm,
+            kernel_lr_multiplier=self.kernel_lr_multiplier,
         )
         return config
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        # Models saved before these options existed had neither (same weights layout).
+        config.setdefault("token_norm", "none")
+        config.setdefault("kernel_lr_multiplier", 1.0)
         return cls(**config)
 
 

@@ -97,6 +97,28 @@ def _trial_tensorboard(log_dir, trial_dir, wavelet, level, mode, x_val):
     return make
 
 
+def _fit_dense(model, spectral, callbacks, **fit_kwargs):
+    """`model.fit(**fit_kwargs)`, or with `spectral.enabled` the fit of a `SpectralTrainingModel`
+    around it (training inputs low-passed on the `TauScheduler`'s schedule).
+
+    The wrapper shares `model`'s variables and optimizer, so `model` is trained in place and the
+    retraining continues its optimizer. The trial's callbacks (KerasTuner's checkpoint, which
+    Hyperband and `get_best_models` reload into a plain model; TensorBoard) see the plain model;
+    each trial gets its own deep copy of the scheduler.
+    """
+    if spectral is None or not spectral.enabled:
+        return model.fit(callbacks=callbacks, **fit_kwargs)
+    from dwt_keras.compression.pipeline import wrap_compiled
+    from dwt_keras.spectral.wrapper import PlainModelCallback
+
+    # The truncation layer's variables belong in the strategy that holds the model's.
+    with model.distribute_strategy.scope():
+        trainer = wrap_compiled(spectral, model)
+    return trainer.fit(callbacks=[*copy.deepcopy(spectral.callbacks),
+                                  *(PlainModelCallback(cb, model) for cb in callbacks)],
+                       **fit_kwargs)
+
+
 def _compile(model, lr, weight_decay=None):
     opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay) if weight_decay \
         else keras.optimizers.Adam(lr)
@@ -139,6 +161,10 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         log_dir: TensorBoard folder: each trial logs the shared callback set
             (`dwt_keras.training.callbacks.standard_callbacks`) to
             `<log_dir>/trials/<trial id>/execution<k>/{dense,retrain}`.
+        spectral: a `dwt_keras.spectral.flags.SpectralSetup` (e.g. `spectral_from_flags`):
+            when enabled, every trial's dense training sees low-passed inputs during its first
+            `truncation_epochs` epochs (keyed on the epoch, so Hyperband's resumed trials stay
+            on schedule); retraining, scoring and the stored file see unfiltered inputs.
 
     Example:
 
@@ -155,8 +181,8 @@ class CompressionHyperModel(keras_tuner.HyperModel):
                  keep_ratio_range=(0.005, 0.2), schedules=DEFAULT_SCHEDULES,
                  quantizers=DEFAULT_QUANTIZERS, lr_range=(1e-4, 3e-3), batch_sizes=(32, 64, 128),
                  retrain_epochs=1, objective="constrained", min_ratio=50.0, tradeoff_weight=0.01,
-                 model_kwargs=None, strategy=None, log_dir=None, name="compression",
-                 tunable=True):
+                 model_kwargs=None, strategy=None, log_dir=None, spectral=None,
+                 name="compression", tunable=True):
         super().__init__(name=name, tunable=tunable)
         from dwt_keras.compression import bases as bases_module
         from dwt_keras.models import MODELS
@@ -192,6 +218,7 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         self.model_kwargs = dict(model_kwargs or {})
         self.strategy = strategy
         self.log_dir = log_dir
+        self.spectral = spectral
 
     @staticmethod
     def _choice(hp, name, values, **kwargs):
@@ -267,10 +294,10 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         tb = _trial_tensorboard(self.log_dir, trial_dir, wavelet, hp.get("level"),
                                 hp.get("mode"), x_val)
         if epochs > initial_epoch:
-            model.fit(x, y, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
-                      validation_data=(x_val, y_val),
-                      callbacks=[*(callbacks or []), *tb("dense", model)],
-                      verbose=verbose, **kwargs)
+            _fit_dense(model, self.spectral, [*(callbacks or []), *tb("dense", model)],
+                       x=x, y=y, batch_size=batch_size, epochs=epochs,
+                       initial_epoch=initial_epoch, validation_data=(x_val, y_val),
+                       verbose=verbose, **kwargs)
         steps = int(math.ceil(len(x) / batch_size)) * self.retrain_epochs
         start = int(model.optimizer.iterations.numpy())
         compression = self._compression_callback(hp, start, steps)
@@ -317,13 +344,15 @@ class WMSAHyperModel(keras_tuner.HyperModel):
         batch_sizes: candidate batch sizes (chosen in `fit`).
         log_dir: TensorBoard folder (per trial, with attention maps); see
             `CompressionHyperModel`.
+        spectral: a `SpectralSetup`; when enabled, each trial's training sees low-passed
+            inputs during the first `truncation_epochs` epochs (see `CompressionHyperModel`).
     """
 
     def __init__(self, input_shape=(32, 32, 3), num_classes=10, widths=(32, 64, 96),
                  depths=(1, 4), heads=(1, 2, 4), levels=(1, 2, 3), wavelets=("haar", "db2", "db4"),
                  patch_size=2, lr_range=(1e-4, 3e-3), weight_decay_range=(1e-5, 1e-1),
-                 batch_sizes=(32, 64, 128), strategy=None, log_dir=None, name="wmsa",
-                 tunable=True):
+                 batch_sizes=(32, 64, 128), strategy=None, log_dir=None, spectral=None,
+                 name="wmsa", tunable=True):
         super().__init__(name=name, tunable=tunable)
         self.input_shape = tuple(int(v) for v in input_shape)
         self.num_classes = int(num_classes)
@@ -340,6 +369,7 @@ class WMSAHyperModel(keras_tuner.HyperModel):
         self.batch_sizes = [int(b) for b in batch_sizes]
         self.strategy = strategy
         self.log_dir = log_dir
+        self.spectral = spectral
 
     def build(self, hp):
         from dwt_keras.transformer import WaveletTransformer
@@ -370,8 +400,9 @@ class WMSAHyperModel(keras_tuner.HyperModel):
         x_val, y_val = _split_validation(validation_data)
         tb = _trial_tensorboard(self.log_dir, _trial_dir(callbacks), hp.get("wavelet"),
                                 hp.get("levels"), "periodization", x_val)
-        model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val),
-                  callbacks=[*(callbacks or []), *tb("train", model)], verbose=verbose, **kwargs)
+        _fit_dense(model, self.spectral, [*(callbacks or []), *tb("train", model)], x=x, y=y,
+                   batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val),
+                   verbose=verbose, **kwargs)
         val_loss, val_acc = model.evaluate(x_val, y_val, batch_size=256, verbose=0)
         return {"val_accuracy": float(val_acc), "val_loss": float(val_loss),
                 "val_score": float(val_acc), "params": float(model.count_params())}

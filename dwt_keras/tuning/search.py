@@ -28,6 +28,7 @@ import shutil
 
 import numpy as np
 
+from dwt_keras.spectral.options import SPECTRAL_FIELDS, SpectralOptions
 from dwt_keras.tuning.objectives import validate_objective
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -35,7 +36,7 @@ SEARCH_SPACES = ("compression", "wmsa")
 
 
 @dataclasses.dataclass
-class SearchConfig:
+class SearchConfig(SpectralOptions):
     """Settings of one search (see `apps/tune.py --help` for their meaning)."""
 
     tuner: str = "random"
@@ -62,6 +63,8 @@ class SearchConfig:
     keep_ratio_range: tuple = (0.005, 0.2)
     strategy: str = "default"
     verbose: int = 0
+    # spectral truncation of every trial's dense training: the other `SpectralOptions` fields
+    truncation_epochs: int = 1
 
     # Settings that do not change *what* is searched: excluded from the project name so that
     # the same search continues when they change.
@@ -89,12 +92,26 @@ class SearchConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {self.strategy!r}. Valid choices: "
                              f"{', '.join(STRATEGIES)}.")
+        from dwt_keras.compression.pipeline import validate_spectral
+
+        # Hyperband's trials train fewer epochs than --epochs (its budget) and resume on
+        # schedule; the curriculum must fit in the largest budget.
+        validate_spectral(self, self.epochs)
         return self
+
+    def spectral(self):
+        """The trials' `SpectralSetup` (disabled without `spectral_reg`)."""
+        from dwt_keras.compression.pipeline import spectral_setup
+
+        return spectral_setup(self)
 
     def identity(self):
         d = dataclasses.asdict(self)
+        # Without --spectral_reg the spectral settings change nothing: leaving them out keeps
+        # the project name (and resuming) of searches started before they existed.
+        skip = set(self._NOT_IN_NAME) | (set() if self.spectral_reg else set(SPECTRAL_FIELDS))
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(d.items())
-                if k not in self._NOT_IN_NAME}
+                if k not in skip}
 
 
 def project_name(config):
@@ -244,15 +261,16 @@ def _hypermodel(config, info, log_dir):
                                               WMSAHyperModel)
 
     shape, classes = tuple(info["image_shape"]), info["num_classes"]
+    spectral = config.spectral()
     if config.search_space == "wmsa":
-        return WMSAHyperModel(shape, classes, log_dir=log_dir)
+        return WMSAHyperModel(shape, classes, log_dir=log_dir, spectral=spectral)
     return CompressionHyperModel(
         config.model, shape, classes, bases=config.bases or DEFAULT_BASES,
         schedules=config.schedules or DEFAULT_SCHEDULES,
         quantizers=config.quantizers or DEFAULT_QUANTIZERS,
         keep_ratio_range=tuple(config.keep_ratio_range), retrain_epochs=config.retrain_epochs,
         objective=config.objective, min_ratio=config.min_compression_ratio,
-        tradeoff_weight=config.tradeoff_weight, log_dir=log_dir)
+        tradeoff_weight=config.tradeoff_weight, log_dir=log_dir, spectral=spectral)
 
 
 def is_distributed_worker():
@@ -274,6 +292,16 @@ def _best_model_report(config, tuner, best_trial, splits, project_dir):
               "dataset": {k: splits.info[k] for k in ("name", "source", "n_train", "n_val",
                                                       "n_test")},
               "evaluated_on": "test"}
+    spectral = config.spectral()
+    if spectral.enabled:
+        from dwt_keras.compression.pipeline import spectral_record
+
+        sched = spectral.callbacks[0]
+        report["spectral"] = {**spectral_record(spectral),
+                              "tau_schedule_by_epoch": [sched.tau_for_epoch(e)
+                                                        for e in range(config.epochs)]}
+        for key in ("tau_history", "phase_history"):  # not measured per trial here
+            report["spectral"].pop(key)
     trial_file = pathlib.Path(tuner.get_trial_dir(best_trial.trial_id)) / COMPRESSED_FILE
     if config.search_space == "compression" and trial_file.is_file():
         from dwt_keras.compression import load_compressed
