@@ -30,6 +30,12 @@ layers and to the sequence tasks (and which ones those refuse) is documented in
 dwt_keras.learnable.experiments.
 """
 
+import os
+import sys
+
+# Runnable from a checkout without installing the package, like the other apps.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from absl import app
 from absl import flags
 

@@ -37,7 +37,11 @@ metric to compare conditions over the same horizon), --cv_folds, --ensemble,
 training runs; it keeps no final model).
 """
 
+import os
 import sys
+
+# Runnable from a checkout without installing the package, like the other apps.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app
 from absl import flags
