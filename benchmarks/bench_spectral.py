@@ -104,12 +104,9 @@ def bench_layer(repeats, batch=16, size=256, tau=0.5):
 
 
 def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from dwt_keras.utils.machine import cpu_model
+
+    cpu = cpu_model()
     gpus = tf.config.list_physical_devices("GPU")
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (f"{os.cpu_count()}-core {platform.machine()} ({cpu}), shared (load average {load} at "

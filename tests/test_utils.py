@@ -105,3 +105,18 @@ def test_public_names_resolve_lazily():
         import dwt_keras
 
         dwt_keras.nope  # noqa: B018
+
+
+def test_cpu_model_names_the_processor():
+    import pathlib
+
+    from dwt_keras.utils.machine import cpu_model
+
+    name = cpu_model()
+    assert isinstance(name, str) and name.strip()
+    info = pathlib.Path("/proc/cpuinfo")
+    if info.exists():
+        models = [l.split(":", 1)[1].strip() for l in info.read_text().splitlines()
+                  if l.startswith("model name")]
+        if models:
+            assert name == models[0]

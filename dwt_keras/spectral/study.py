@@ -427,15 +427,9 @@ def machine_description():
 
     import tensorflow as tf
 
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from dwt_keras.utils.machine import cpu_model
+
+    model = cpu_model()
     return (
         f"{os.cpu_count()}-core {platform.machine()} CPU ({model}), shared with other jobs, "
         f"TF {tf.__version__}, Keras {keras.__version__}, no GPU"
