@@ -33,107 +33,22 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from dwt_keras import cli  # noqa: E402
+from dwt_keras.tuning.search import SearchConfig  # noqa: E402
 
-from dwt_keras.cli import define_common_flags  # noqa: E402
-
-_DEFAULTS = dict(epochs=2, save_dir="./tuning", dataset="mnist")
-try:
-    define_common_flags(**_DEFAULTS)
-except flags.DuplicateFlagError:
-    # absl.logging (imported by absl.app) already defines --log_dir; reuse it for TensorBoard and
-    # define the remaining common flags here.
-    for _name, _define, _args, _kw in (
-        ("seed", flags.DEFINE_integer, (0, "Random seed."), {"lower_bound": 0}),
-        ("epochs", flags.DEFINE_integer, (_DEFAULTS["epochs"], "Dense training epochs per trial "
-                                          "(Hyperband: the maximum)."), {"lower_bound": 1}),
-        ("batch_size", flags.DEFINE_integer, (32, "Unused: the batch size is searched."), {}),
-        ("lr", flags.DEFINE_float, (1e-3, "Unused: the learning rate is searched."), {}),
-        ("strategy", flags.DEFINE_enum, ("default", ["default", "mirrored", "multi_worker", "tpu"],
-                                         "tf.distribute strategy of each trial."), {}),
-        ("mixed_precision", flags.DEFINE_boolean, (False, "Unused by the search."), {}),
-        ("validation_split", flags.DEFINE_float, (0.1, "Share of the training split held out "
-                                                  "for scoring trials."), {}),
-    ):
-        if _name not in flags.FLAGS:
-            _define(_name, *_args, **_kw)
-
-from dwt_keras.tuning.objectives import OBJECTIVES  # noqa: E402
-from dwt_keras.tuning.search import SEARCH_SPACES, TUNERS, SearchConfig  # noqa: E402
-
-flags.DEFINE_enum("tuner", "random", list(TUNERS), "KerasTuner algorithm.")
-flags.DEFINE_enum("search_space", "compression", list(SEARCH_SPACES),
-                  "compression: the DWT compression pipeline; wmsa: the wavelet transformer.")
-flags.DEFINE_string("model", "lenet300", "Model to compress (lenet300, lenet5, resnet18, mlp).")
-flags.DEFINE_integer("max_trials", 10, "Total trials of the search (a resumed search counts the "
-                     "finished ones).", lower_bound=1)
-flags.DEFINE_integer("executions_per_trial", 1, "Trainings per trial (metrics averaged).",
-                     lower_bound=1)
-flags.DEFINE_enum("objective", "constrained", list(OBJECTIVES),
-                  "val_accuracy; constrained: val accuracy subject to --min_compression_ratio; "
-                  "tradeoff: val accuracy + --tradeoff_weight * log10(ratio).")
-flags.DEFINE_float("min_compression_ratio", 50.0, "Ratio constraint of --objective constrained.",
-                   lower_bound=1e-9)
-flags.DEFINE_float("tradeoff_weight", 0.01, "Weight of --objective tradeoff.", lower_bound=0.0)
-flags.DEFINE_integer("retrain_epochs", 1, "Retraining epochs with the mask held per trial.",
-                     lower_bound=1)
-flags.DEFINE_integer("hyperband_factor", 3, "Hyperband reduction factor.", lower_bound=2)
-flags.DEFINE_integer("max_train_samples", 0, "Use a random subset of this many training images "
-                     "(0: all) and a quarter as many validation images, for quick searches.",
-                     lower_bound=0)
-flags.DEFINE_list("bases", None, "Candidate bases (default: identity, dct, haar, db2, db4, sym4, "
-                  "coif2, bior2.2).")
-flags.DEFINE_list("schedules", None, "Candidate schedules (default: oneshot, iterative, gradual).")
-flags.DEFINE_list("quantizers", None, "Candidate value quantisations (default: none, float16, "
-                  "kmeans).")
-flags.DEFINE_float("keep_ratio_min", 0.005, "Smallest keep ratio searched.", lower_bound=1e-6,
-                   upper_bound=1.0)
-flags.DEFINE_float("keep_ratio_max", 0.2, "Largest keep ratio searched.", lower_bound=1e-6,
-                   upper_bound=1.0)
-flags.DEFINE_integer("verbose", 0, "Keras verbosity during trials.", lower_bound=0, upper_bound=2)
-# --spectral_reg --tau_init --tau_final --truncation_epochs --mask_profile --mask_rolloff
-# --spectral_per_step: every trial's dense training sees low-passed inputs first.
-from dwt_keras.spectral.flags import define_spectral_flags  # noqa: E402
-
-define_spectral_flags(truncation_epochs=1)
-
-FLAGS = flags.FLAGS
-
-
-def config_from_flags():
-    from dwt_keras.compression.pipeline import SPECTRAL_FIELDS
-
-    return SearchConfig(
-        tuner=FLAGS.tuner, search_space=FLAGS.search_space, dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir, save_dir=FLAGS.save_dir, log_dir=FLAGS.log_dir or None,
-        model=FLAGS.model, max_trials=FLAGS.max_trials,
-        executions_per_trial=FLAGS.executions_per_trial, objective=FLAGS.objective,
-        min_compression_ratio=FLAGS.min_compression_ratio, tradeoff_weight=FLAGS.tradeoff_weight,
-        epochs=FLAGS.epochs, retrain_epochs=FLAGS.retrain_epochs,
-        hyperband_factor=FLAGS.hyperband_factor, seed=FLAGS.seed,
-        validation_split=FLAGS.validation_split, max_train_samples=FLAGS.max_train_samples,
-        bases=tuple(FLAGS.bases) if FLAGS.bases else None,
-        schedules=tuple(FLAGS.schedules) if FLAGS.schedules else None,
-        quantizers=tuple(FLAGS.quantizers) if FLAGS.quantizers else None,
-        keep_ratio_range=(FLAGS.keep_ratio_min, FLAGS.keep_ratio_max),
-        strategy=FLAGS.strategy, verbose=FLAGS.verbose,
-        **{name: getattr(FLAGS, name) for name in SPECTRAL_FIELDS},
-    ).validate()
+# The flags are the fields of SearchConfig: the search's own, and the compression settings that
+# every compression trial keeps fixed (the searched ones are replaced per trial).
+cli.define_flags(SearchConfig)
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        config = config_from_flags()
-    except ValueError as e:
-        raise app.UsageError(str(e))
+        raise cli.app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from dwt_keras.tuning.search import run_search
 
-    result = run_search(config)
+    result = run_search(cli.config_from_flags(SearchConfig))
     print(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

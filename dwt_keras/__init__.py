@@ -20,7 +20,7 @@ _LAZY = {
     **{n: "dwt_keras.compression" for n in (
         "save_compressed", "load_compressed", "compress_model", "OneShotCompression",
         "IterativeCompression", "GradualCompression", "CompressionMetrics", "plan_model")},
-    "build_model": "dwt_keras.models",
+    "build_model": "dwt_keras.experiments.registry",
     # learnable wavelet layers (Wolter et al. 2020)
     **{n: "dwt_keras.learnable" for n in (
         "WaveletDense", "FastfoodDense", "WaveletGRU", "FastfoodGRU", "WaveletGRUCell",

@@ -38,7 +38,6 @@ KNOWN_CLASS_NAMES = {
 KNOWN_CLASS_NAMES["cifar10_subset"] = KNOWN_CLASS_NAMES["cifar10"]
 KNOWN_CLASS_NAMES["mnist_subset"] = KNOWN_CLASS_NAMES["mnist"]
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-AUGMENTATIONS = ("none", "crop_flip")
 DATA_DIR_ENV = "DWT_KERAS_DATA_DIR"
 OFFLINE_ENV = "DWT_KERAS_OFFLINE"
 
@@ -237,41 +236,34 @@ def load_arrays(name, data_dir=None, validation_split=0.1, seed=0):
     )
 
 
-def _crop_flip(image, pad):
-    shape = image.shape
-    import tensorflow as tf
-
-    padded = tf.image.pad_to_bounding_box(image, pad, pad, shape[0] + 2 * pad, shape[1] + 2 * pad)
-    return tf.image.random_flip_left_right(tf.image.random_crop(padded, shape))
-
-
-def make_datasets(splits, batch_size=32, seed=0, augment=None, crop_padding=4):
+def make_datasets(splits, batch_size=32, seed=0, augment=None):
     """Builds shuffled, batched, prefetched `tf.data` pipelines from `DatasetSplits`.
 
     Args:
         splits: a `DatasetSplits` from `load_arrays`.
         batch_size: batch size of all three pipelines.
         seed: shuffling seed (training split only; validation and test keep their order).
-        augment: `None`/`"none"`, or `"crop_flip"` (random crop after `crop_padding` pixels of
-            zero padding, and a random horizontal flip; training split only).
-        crop_padding: padding for `"crop_flip"`.
+        augment: an optional per-example `fn(image) -> image` applied to the training split
+            before batching (e.g. `dwt_keras.training.augmentation.example_augmentation(
+            "crop_flip")`); the batch-level augmentations are
+            `dwt_keras.training.augmentation.augment_training_dataset`.
 
     Returns:
         `(train_ds, val_ds, test_ds)`; `val_ds` is `None` when the validation split is empty.
     """
     import tensorflow as tf
 
-    augment = "none" if augment in (None, False) else augment
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"Unknown augment '{augment}'. Valid choices: {AUGMENTATIONS}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if augment is not None and not callable(augment):
+        raise ValueError("`augment` must be a per-example function (see dwt_keras.training."
+                         f"augmentation.example_augmentation) or None. Received: augment={augment!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
     autotune = tf.data.AUTOTUNE
 
     train = tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
     train = train.shuffle(len(splits.x_train), seed=seed, reshuffle_each_iteration=True)
-    if augment == "crop_flip":
-        train = train.map(lambda x, y: (_crop_flip(x, crop_padding), y), num_parallel_calls=autotune)
+    if augment is not None:
+        train = train.map(lambda x, y: (augment(x), y), num_parallel_calls=autotune)
     train = train.batch(batch_size).prefetch(autotune)
 
     def plain(x, y):
@@ -281,7 +273,7 @@ def make_datasets(splits, batch_size=32, seed=0, augment=None, crop_padding=4):
     return train, val, plain(splits.x_test, splits.y_test)
 
 
-def load_dataset(name, data_dir=None, batch_size=32, validation_split=0.1, seed=0, augment=None):
+def load_dataset(name, data_dir=None, batch_size=32, validation_split=0.1, seed=0):
     """`load_arrays` + `make_datasets`: returns `(train_ds, val_ds, test_ds, info)`."""
     splits = load_arrays(name, data_dir=data_dir, validation_split=validation_split, seed=seed)
-    return (*make_datasets(splits, batch_size=batch_size, seed=seed, augment=augment), splits.info)
+    return (*make_datasets(splits, batch_size=batch_size, seed=seed), splits.info)

@@ -138,3 +138,22 @@ def measure_latency(model, x, batch_size=32, repeats=30, warmup=3):
         "latency_ms_per_batch_p90": float(np.percentile(times, 90)),
         "latency_ms_per_sample": median / n,
     }
+
+
+def format_metrics_table(metrics):
+    """A plain-text table of `evaluate_classifier` metrics (overall, per class, confusion)."""
+    lines = [
+        f"test accuracy: {metrics['accuracy']:.4f}   macro F1: "
+        f"{metrics.get('f1_macro', float('nan')):.4f}   test loss: "
+        f"{metrics.get('test_loss', float('nan')):.4f}   n={metrics.get('n')}",
+        f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
+    for row in metrics.get("per_class", []):
+        lines.append(f"{row['name'][:13]:<14}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+                     f"{row['f1']:>10.4f}{row['support']:>10d}")
+    cm = metrics.get("confusion_matrix")
+    if cm:
+        lines.append("confusion matrix (rows = true, columns = predicted):")
+        width = max(4, max(len(str(v)) for r in cm for v in r) + 1)
+        lines += ["".join(f"{v:>{width}d}" for v in r) for r in cm]
+    return "\n".join(lines)

@@ -46,3 +46,31 @@ def data_dir():
     if path is None:
         pytest.skip("needs ../shared/data (the real datasets); not present in this checkout")
     return path
+
+
+def _class_images(rng, n, templates):
+    """Images whose class is learnable: a fixed random template per class, plus noise."""
+    num_classes, shape = len(templates), templates.shape[1:]
+    y = rng.integers(0, num_classes, size=n)
+    x = 0.6 * templates[y] + 0.4 * rng.uniform(0, 255, size=(n, *shape))
+    return x.clip(0, 255).astype("uint8"), y.astype("uint8")
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """A folder of small generated data sets in the real files' layout (`<name>.npz` with
+    x_train, y_train, x_test, y_test, uint8): `mnist` (28x28, 10 classes, 1200 / 300) and
+    `cifar10_subset` (32x32x3, 10 classes, 600 / 200). For the tests of the engine and the apps
+    that need data but not real data, so that they never skip."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("tiny_data")
+    rng = np.random.default_rng(0)
+    for name, shape, n_train, n_test in (("mnist", (28, 28), 1200, 300),
+                                         ("cifar10_subset", (32, 32, 3), 600, 200)):
+        templates = rng.uniform(0, 255, size=(10, *shape))
+        x_train, y_train = _class_images(rng, n_train, templates)
+        x_test, y_test = _class_images(rng, n_test, templates)
+        np.savez(folder / f"{name}.npz", x_train=x_train, y_train=y_train, x_test=x_test,
+                 y_test=y_test)
+    return folder

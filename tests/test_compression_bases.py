@@ -10,7 +10,7 @@ import scipy.fft
 
 from dwt_keras.compression import bases
 from dwt_keras.compression.bases import KernelTransform, plan_model
-from dwt_keras.models import build_model
+from dwt_keras.experiments.registry import build_model
 
 
 def _conv_flatten_dense(h=8, w=8, c=4, units=6):

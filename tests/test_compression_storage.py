@@ -8,7 +8,7 @@ import pytest
 
 from dwt_keras.compression import compress_model, load_compressed, save_compressed, sizes, storage
 from dwt_keras.compression.storage import CompressedFileError
-from dwt_keras.models import build_model
+from dwt_keras.experiments.registry import build_model
 
 
 def _pruned(basis="haar", keep=0.1, seed=0):

@@ -15,7 +15,7 @@ from dwt_keras.compression import (GradualCompression, IterativeCompression, One
                                    compress_model, get_state)
 from dwt_keras.compression.constraints import check_finite_weights
 from dwt_keras.compression.selection import budget
-from dwt_keras.models import build_model
+from dwt_keras.experiments.registry import build_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ _MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
     from dwt_keras.compression import GradualCompression, get_state
-    from dwt_keras.models import build_model
+    from dwt_keras.experiments.registry import build_model
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         m = build_model("mlp", (16, 16, 1), 2, widths=(32,))

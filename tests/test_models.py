@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dwt_keras.models import MODELS, build_model
+from dwt_keras.experiments.registry import MODELS, build_model
 
 
 def test_lenet300_matches_han_et_al():

@@ -8,7 +8,10 @@ Main entry points:
   ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
 * `compress_model`: one-shot pruning without a callback.
 * `save_compressed` / `load_compressed` (storage): the compressed file.
-* `run_compression_experiment` (pipeline): the whole experiment behind ``apps/DWT_model.py``.
+* `compression_scalars`, `compression_histograms` (tensorboard): what `--log_dir` shows of it.
+
+The whole experiment behind ``apps/DWT_model.py`` is the engine's compression recipe,
+`dwt_keras.experiments.compression.run_compression`.
 """
 
 from dwt_keras._lazy import lazy_exports
@@ -32,8 +35,8 @@ _LAZY = {
     "CompressedFileError": "dwt_keras.compression.storage",
     "dense_float32_bytes": "dwt_keras.compression.sizes",
     "size_report": "dwt_keras.compression.sizes",
-    "CompressionConfig": "dwt_keras.compression.pipeline",
-    "run_compression_experiment": "dwt_keras.compression.pipeline",
+    "compression_scalars": "dwt_keras.compression.tensorboard",
+    "compression_histograms": "dwt_keras.compression.tensorboard",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

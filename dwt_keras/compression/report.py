@@ -169,6 +169,30 @@ def plot_receptive_fields(before, after, plan, path, n=8, title=""):
 # --------------------------------------------------------------------------- #
 # Summary table
 # --------------------------------------------------------------------------- #
+def plot_pareto(rows, dense, path, tolerance=0.003, title=""):
+    """Test accuracy against compressed-file size per basis (a sweep's rows), with the dense
+    model's accuracy and the tolerance band."""
+    from dwt_keras.utils.io import atomic_save_figure
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for basis in dict.fromkeys(r["basis"] for r in rows):
+        rs = sorted((r for r in rows if r["basis"] == basis),
+                    key=lambda r: r["bytes_compressed_file"])
+        ax.plot([r["bytes_compressed_file"] / 1024 for r in rs],
+                [100 * r["test_accuracy"] for r in rs], "-o", ms=3, label=basis)
+    ax.axhline(100 * dense["test_accuracy"], color="k", lw=0.8, label="dense")
+    ax.axhline(100 * (dense["test_accuracy"] - tolerance), color="k", lw=0.8, ls="--",
+               label=f"dense - {100 * tolerance:.1f} pt")
+    ax.set_xscale("log")
+    ax.set_xlabel("compressed file (KiB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "test accuracy vs compressed size")
+    return atomic_save_figure(fig, path)
+
+
 def _fmt_bytes(b):
     if b is None:
         return "-"

@@ -1,9 +1,11 @@
-"""Reference models: `lenet300`, `lenet5`, `resnet18` (CIFAR variant), `mlp`.
+"""Reference models: `lenet300`, `lenet5`, `resnet18` (CIFAR variant), `mlp`, `small_cnn`.
 
 All models take images `(H, W, C)` and return logits (no softmax), so they pair with
-`SparseCategoricalCrossentropy(from_logits=True)`.
+`SparseCategoricalCrossentropy(from_logits=True)`. Every model the apps can train, these and the
+learnable-wavelet and transformer models, is built by name through the one registry,
+`dwt_keras.experiments.registry.build_model`.
 """
 
-from dwt_keras.models.registry import MODELS, build_model, lenet5, lenet300, mlp, resnet18
+from dwt_keras.models.registry import lenet5, lenet300, mlp, resnet18, small_cnn
 
-__all__ = ["MODELS", "build_model", "lenet300", "lenet5", "resnet18", "mlp"]
+__all__ = ["lenet300", "lenet5", "resnet18", "mlp", "small_cnn"]

@@ -1,4 +1,4 @@
-"""Model builders and a name registry."""
+"""Reference architectures (the one name registry is `dwt_keras.experiments.registry`)."""
 
 import keras
 from keras import layers
@@ -101,26 +101,18 @@ def resnet18(input_shape=(32, 32, 3), num_classes=10, width=64, name="resnet18")
     return keras.Model(inputs, outputs, name=name)
 
 
-MODELS = {
-    "lenet300": lenet300,
-    "lenet5": lenet5,
-    "resnet18": resnet18,
-    "mlp": mlp,
-}
+def small_cnn(input_shape=(32, 32, 3), num_classes=10, width=16, seed=None, name="small_cnn"):
+    """Five 3x3 conv layers (width, width, 2w, 2w, 4w), two max-pools, GAP, dense logits.
 
-
-def build_model(name, input_shape, num_classes, **kwargs):
-    """Builds a registered model by name.
-
-    Args:
-        name: one of `MODELS` (`lenet300`, `lenet5`, `resnet18`, `mlp`).
-        input_shape: image shape `(H, W, C)`.
-        num_classes: number of logits.
-        **kwargs: model-specific options (`widths=` for `mlp`, `width=` for `resnet18`).
-
-    Raises:
-        ValueError: for an unknown name (the message lists the valid ones).
+    The model of the spectral-truncation convergence study.
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}. Valid models: {sorted(MODELS)}.")
-    return MODELS[name](tuple(input_shape), int(num_classes), **kwargs)
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inp = keras.Input(tuple(input_shape))
+    x = inp
+    for i, ch in enumerate((width, width, 2 * width, 2 * width, 4 * width)):
+        x = layers.Conv2D(ch, 3, padding="same", activation="relu", kernel_initializer=init)(x)
+        if i in (1, 3):
+            x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(num_classes, kernel_initializer=init)(x)
+    return keras.Model(inp, out, name=name)

@@ -12,9 +12,11 @@ Public API:
   between consecutive scales of multi-scale features;
   `level_maps_from_metadata` / `tokens_to_maps` turn token models' levels
   (the W-MSA transformer's) into maps.
-* `study`: the convergence study behind `apps/spectral_study.py`;
-  `figures`: the tau-progression and mask-profile PNGs.
-* `flags.define_spectral_flags`, `flags.spectral_from_flags`: app wiring.
+* `SequenceImageTruncation`: the same for images read as sequences (sequential MNIST).
+* `setup.spectral_setup`: the layer, scheduler and wrapper of a run from its settings
+  (`options.SpectralOptions`).
+* `study`: the statistics and table of the convergence study (the runs are
+  `dwt_keras.experiments.spectral_study`); `figures`: the tau-progression and mask-profile PNGs.
 """
 
 from dwt_keras.spectral.dct import dct2, dct_matrix, idct2
@@ -27,6 +29,7 @@ from dwt_keras.spectral.interscale import (
 from dwt_keras.spectral.schedule import TauScheduler, find_truncation_layers, tau_at
 from dwt_keras.spectral.truncation import (
     PROFILES,
+    SequenceImageTruncation,
     SpectralTruncation,
     radius_grid,
     spectral_mask,
@@ -38,6 +41,7 @@ __all__ = [
     "InterScaleRegularizer",
     "InterScaleScheduler",
     "PROFILES",
+    "SequenceImageTruncation",
     "SpectralTrainingModel",
     "SpectralTruncation",
     "TauScheduler",

@@ -317,3 +317,56 @@ def _check_image_shape(shape, name):
             f"SpectralTruncation ({name}) expects channels-last images of rank 4 "
             f"(batch, height, width, channels); got rank {len(shape)} with shape {shape}."
         )
+
+
+@keras.saving.register_keras_serializable(package="dwt_keras")
+class SequenceImageTruncation(SpectralTruncation):
+    """`SpectralTruncation` of images that a model reads as sequences (sequential MNIST).
+
+    A training batch `(batch, H * W, C)` (each image serialised row by row) is reshaped to
+    `(batch, H, W, C)`, low-passed in the 2-D DCT domain and serialised again, so the curriculum
+    removes the picture's fine detail rather than filtering the 1-D pixel stream (whose "high
+    frequencies" would mix horizontal detail with the jump from one row's end to the next row's
+    start). Outside training it returns its input unchanged, like `SpectralTruncation`.
+
+    Args:
+        image_shape: `(H, W, C)` of the images before serialisation.
+        **kwargs: `SpectralTruncation` arguments (`tau`, `profile`, `rolloff`, ...).
+
+    Call arguments:
+        inputs: `(batch, H * W, C)` sequences.
+        training: Python bool; the mask is applied only when `True`.
+
+    Example:
+
+    >>> layer = SequenceImageTruncation((28, 28, 1), tau=0.1)
+    >>> seq = np.random.rand(2, 784, 1).astype("float32")
+    >>> layer(seq, training=True).shape
+    TensorShape([2, 784, 1])
+    """
+
+    def __init__(self, image_shape=(28, 28, 1), **kwargs):
+        super().__init__(**kwargs)
+        shape = tuple(int(v) for v in image_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"image_shape must be (height, width, channels) of positive sizes; "
+                             f"got {image_shape!r}.")
+        self.image_shape = shape
+
+    def build(self, input_shape):
+        h, w, c = self.image_shape
+        if len(input_shape) != 3 or input_shape[1] not in (None, h * w) or input_shape[2] not in (None, c):
+            raise ValueError(
+                f"{type(self).__name__} ({self.name}) expects sequences (batch, {h * w}, {c}) of "
+                f"{h}x{w}x{c} images; got shape {tuple(input_shape)}.")
+        super().build((input_shape[0], h, w, c))
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        images = keras.ops.reshape(inputs, (-1, *self.image_shape))
+        out = super().call(images, training=True)
+        return keras.ops.reshape(out, (-1, *inputs.shape[1:]))
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape)}

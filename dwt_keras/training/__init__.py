@@ -1,9 +1,10 @@
-"""Training features shared by every app: distribution strategies, the TensorBoard callback set,
-learning-rate schedules, augmentation, regularisation, cross-validation, ensembles, saliency maps,
-transfer learning, export, and their absl flags.
+"""Training pieces every recipe of the experiment engine uses: distribution strategies, the
+optimizer factory and learning-rate schedules, the TensorBoard callback set and the engine's
+callbacks, augmentation, regularisation, cross-validation folds, ensembles, saliency maps,
+transfer learning and export. Nothing here runs an experiment (that is
+`dwt_keras.experiments`), and nothing here imports a capability package.
 
-Names are imported on first use, so that `from dwt_keras.training import define_training_flags`
-does not pay for the heavier submodules.
+Names are imported on first use.
 """
 
 from dwt_keras._lazy import lazy_exports
@@ -14,18 +15,21 @@ _LAZY = {
     "configure_logical_cpus": "dwt_keras.training.strategy",
     "TensorBoard": "dwt_keras.training.callbacks",
     "standard_callbacks": "dwt_keras.training.callbacks",
-    "early_stopping": "dwt_keras.training.callbacks",
+    "EpochTimer": "dwt_keras.training.callbacks",
+    "ResumableEarlyStopping": "dwt_keras.training.callbacks",
+    "make_optimizer": "dwt_keras.training.optimizers",
     "make_lr_schedule": "dwt_keras.training.schedules",
+    "make_learning_rate": "dwt_keras.training.schedules",
+    "LinearWarmup": "dwt_keras.training.schedules",
     "CyclicalLearningRate": "dwt_keras.training.schedules",
     "build_augmentation": "dwt_keras.training.augmentation",
+    "augment_training_dataset": "dwt_keras.training.augmentation",
     "apply_regularization": "dwt_keras.training.regularization",
     "cross_validate": "dwt_keras.training.cross_validation",
     "build_ensemble": "dwt_keras.training.ensemble",
     "write_saliency_pngs": "dwt_keras.training.saliency",
     "prepare_transfer": "dwt_keras.training.transfer",
     "export_model": "dwt_keras.training.export",
-    "TrainingOptions": "dwt_keras.training.flags",
-    "define_training_flags": "dwt_keras.training.flags",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

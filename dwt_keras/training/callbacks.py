@@ -5,15 +5,20 @@
 
 * scalars: Keras' own (loss, accuracy and every other metric in `logs`, such as the
   `compression_ratio` that `CompressionMetrics` adds; `learning_rate`; the validation metrics),
-  the exact-zero share of every kernel (`weight_sparsity_scalars`), the coefficient-domain
-  sparsity of every compressed layer (`compression_scalars`), plus whatever
-  `extra_scalars(model)` returns (tau, ...),
+  the exact-zero share of every kernel (`weight_sparsity_scalars`), plus whatever
+  `extra_scalars(model)` returns (tau, the coefficient-domain sparsity of compressed layers that
+  `dwt_keras.compression.tensorboard` provides, ...),
 * images: first-layer receptive fields, their 2-D wavelet coefficient maps, and attention maps
   when the model has an `attention_maps(images)` method (W-MSA), plus any `image_fns`; each one
   is also written once when training begins, under `<name>/at_train_begin`, so the images before
   and after compression (or any other change) can be compared,
 * histograms: every weight (Keras' `histogram_freq`) and the wavelet coefficients of every
-  Dense/Conv kernel (`coefficient_histograms`), plus any `histogram_fns`.
+  Dense/Conv kernel (`coefficient_histograms`), plus any `histogram_fns` (which replace a default
+  of the same tag).
+
+The module also holds the callbacks every training phase of the experiment engine uses:
+`EpochTimer` (wall time and learning rate per epoch in the logs) and `ResumableEarlyStopping`
+(early stopping whose state continues from a run's `history.csv`).
 
 Open it with `tensorboard --logdir <log_dir>`.
 
@@ -24,7 +29,10 @@ logs from the model and `logs` at epoch end (no counters of its own), so it beha
 """
 
 import copy
+import csv
 import math
+import pathlib
+import time
 
 import keras
 import numpy as np
@@ -229,45 +237,6 @@ def coefficient_histograms(wavelet="haar", level=2, mode="periodization"):
     return fn
 
 
-def _compression_state(model):
-    from dwt_keras.compression.constraints import get_state
-
-    state = get_state(model)
-    if state is None or (state.keep_ratio is None and state.threshold is None):
-        return None
-    return state
-
-
-def compression_scalars(model):
-    """Coefficient-domain sparsity per compressed layer and overall, once the model is pruned.
-
-    Reads the `CompressionState` that the compression callbacks attach to the model; `{}` before
-    compression (and for models that are never compressed).
-    """
-    state = _compression_state(model)
-    if state is None:
-        return {}
-    out = {f"coefficient_sparsity/{s['name']}": s["coefficient_sparsity"]
-           for s in state.layer_stats()}
-    out["coefficient_sparsity/overall"] = state.coefficient_sparsity()
-    return out
-
-
-def compression_histograms(wavelet="haar", level=2, mode="periodization"):
-    """A histogram function: the compression's own coefficients of each compressed kernel (its
-    geometry-aware transform), or `coefficient_histograms` before compression."""
-    generic = coefficient_histograms(wavelet, level, mode)
-
-    def fn(model):
-        state = _compression_state(model)
-        if state is None:
-            return generic(model)
-        return {f"coefficients/{n}": np.asarray(c, dtype=np.float32)
-                for n, c in state.coefficients().items()}
-
-    return fn
-
-
 def weight_sparsity_scalars(model):
     """Share of exactly-zero entries in every Dense/Conv kernel (`sparsity/<layer>`), overall too."""
     out, zeros, total = {}, 0, 0
@@ -379,11 +348,11 @@ def standard_callbacks(log_dir, model=None, sample_images=None, wavelet="haar", 
         sample_images: a few input images for attention maps.
         wavelet, level, mode: the DWT of the coefficient maps and histograms (use the
             compression's).
-        extra_scalars: `fn(model) -> {tag: float}` (or a list); `weight_sparsity_scalars` and
-            `compression_scalars` are always included.
+        extra_scalars: `fn(model) -> {tag: float}` (or a list); `weight_sparsity_scalars` is
+            always included.
         image_fns, histogram_fns: added to (and overriding by tag) the defaults:
             `receptive_fields`, `coefficient_maps`, `attention` (when the model or `sample_images`
-            allow it) and the per-layer coefficient histograms (`compression_histograms`).
+            allow it) and the per-layer coefficient histograms (`coefficient_histograms`).
         image_freq, histogram_freq: in epochs.
         max_units: receptive fields shown per image.
         **tensorboard_kwargs: passed to `keras.callbacks.TensorBoard`.
@@ -401,7 +370,7 @@ def standard_callbacks(log_dir, model=None, sample_images=None, wavelet="haar", 
     """
     if not log_dir:
         return []
-    scalars = [weight_sparsity_scalars, compression_scalars]
+    scalars = [weight_sparsity_scalars]
     if extra_scalars is not None:
         scalars += list(extra_scalars) if isinstance(extra_scalars, (list, tuple)) \
             else [extra_scalars]
@@ -413,16 +382,97 @@ def standard_callbacks(log_dir, model=None, sample_images=None, wavelet="haar", 
     if sample_images is not None and has_attention:
         images["attention"] = attention_map_images(sample_images)
     images.update(image_fns or {})
-    histograms = {"coefficients": compression_histograms(wavelet, level, mode)}
+    histograms = {"coefficients": coefficient_histograms(wavelet, level, mode)}
     histograms.update(histogram_fns or {})
     return [TensorBoard(str(log_dir), extra_scalars=scalars, image_fns=images,
                         histogram_fns=histograms, image_freq=image_freq,
                         histogram_freq=histogram_freq, **tensorboard_kwargs)]
 
 
-def early_stopping(patience, monitor="val_loss"):
-    """`EarlyStopping` on the validation split that restores the best weights (None if off)."""
-    if not patience:
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_time_s` (wall time of the epoch) and `learning_rate` (the rate of the epoch's
+    last step) to the epoch's logs; place it before loggers (CSVLogger, TensorBoard).
+
+    `times` keeps the wall time of every epoch of this `fit`. Deep-copyable (floats only).
+
+    Args:
+        log_learning_rate: add `learning_rate` to the logs.
+    """
+
+    def __init__(self, log_learning_rate=True):
+        super().__init__()
+        self.times = []
+        self._t0 = None
+        self.log_learning_rate = bool(log_learning_rate)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        from dwt_keras.training.schedules import current_learning_rate
+
+        if self._t0 is None:
+            return
+        elapsed = time.perf_counter() - self._t0
+        self.times.append(elapsed)
+        if logs is not None:
+            logs["epoch_time_s"] = elapsed
+            if self.log_learning_rate and getattr(self.model, "optimizer", None) is not None:
+                logs.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
+
+
+def read_history(path):
+    """Rows of a `history.csv` (`CSVLogger`), one per epoch (the last row wins for a repeated
+    epoch, as after a resumed run)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    rows = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows[int(row["epoch"])] = {
+                    k: (float(v) if v not in ("", None) else None) for k, v in row.items()
+                }
+            except (KeyError, ValueError):
+                continue
+    return [rows[k] for k in sorted(rows)]
+
+
+def early_stopping_state(history, monitor, mode="max"):
+    """`(best_value, best_epoch, epochs_since_best)` of `history.csv` rows, or `None`."""
+    rows = [r for r in history if r.get(monitor) is not None]
+    if not rows:
         return None
-    return keras.callbacks.EarlyStopping(monitor=monitor, patience=int(patience),
-                                         restore_best_weights=True, verbose=1)
+    values = np.array([r[monitor] for r in rows], dtype=np.float64)
+    # The first best wins, as Keras counts strict improvements only.
+    best = int(np.argmax(values) if mode == "max" else np.argmin(values))
+    return float(values[best]), int(rows[best]["epoch"]), len(rows) - 1 - best
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` whose state continues from `history.csv` when a run resumes.
+
+    Keras' `EarlyStopping` starts counting afresh at every `fit`, so an interrupted and resumed
+    run would stop later than an uninterrupted one. This one reads the epochs already logged
+    (best value, epochs since it) at the start of training. Weights are not restored in memory:
+    the engine reports the checkpoint of the best epoch on the same monitor.
+
+    Args:
+        patience: epochs without improvement before stopping.
+        history_path: the run's `history.csv`.
+        monitor: the selection metric.
+        mode: `"max"` or `"min"`.
+        verbose: print when it stops.
+    """
+
+    def __init__(self, patience, history_path, monitor="val_accuracy", mode="max", verbose=1):
+        super().__init__(monitor=monitor, mode=mode, patience=int(patience), verbose=verbose,
+                         restore_best_weights=False)
+        self.history_path = str(history_path)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        state = early_stopping_state(read_history(self.history_path), self.monitor, self.mode)
+        if state is not None:
+            self.best, self.best_epoch, self.wait = state

@@ -24,11 +24,34 @@ def validate_regularization(l1=0.0, l2=0.0, dropout=0.0, batch_norm=False):
     """Raises `ValueError` for negative penalties or a dropout rate outside [0, 1)."""
     for name, value in (("l1", l1), ("l2", l2)):
         if not float(value) >= 0.0:
-            raise ValueError(f"--{name} must be >= 0, got {value}.")
+            raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
     if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"--dropout must be in [0, 1), got {dropout}.")
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
     if not isinstance(batch_norm, bool):
-        raise ValueError(f"--batch_norm must be True or False, got {batch_norm!r}.")
+        raise ValueError(f"`batch_norm` must be True or False. Received: batch_norm={batch_norm!r}")
+
+
+def regularize_kernel_variables(model, l1=0.0, l2=0.0):
+    """Puts an L1/L2 penalty on every trainable `kernel` variable of `model`, in place.
+
+    For subclassed models, which `apply_regularization` cannot clone: Keras adds
+    `variable.regularizer` terms to `model.losses`, hence to the compiled training loss. Kernels
+    are the `kernel` variables (Dense, embedding and attention projections); biases, norms,
+    positional embeddings and other parameters are not penalised. The penalty is a training
+    setting: it is not stored in `.keras` files.
+
+    Returns:
+        The paths of the penalised variables (empty when `l1 == l2 == 0`).
+    """
+    validate_regularization(l1, l2)
+    if not (l1 or l2):
+        return []
+    paths = []
+    for variable in model.trainable_weights:
+        if variable.name == "kernel":
+            variable.regularizer = keras.regularizers.L1L2(l1=float(l1), l2=float(l2))
+            paths.append(variable.path)
+    return paths
 
 
 def _hidden_kernel_layers(model):

@@ -12,6 +12,11 @@ callback list is deep-copied (KerasTuner), and under `tf.distribute`.
   (`keras.optimizers.schedules.CosineDecay`).
 * `cyclical`: triangular cyclical learning rate (Smith, 2017) between `lr * min_fraction` and `lr`,
   a half cycle lasting `cycle_epochs / 2` epochs (`CyclicalLearningRate`).
+* `warmup_cosine`: a linear warm-up from 0 to `lr`, then a cosine decay to 0 (the transformers'
+  recipe; `keras.optimizers.schedules.CosineDecay` with `warmup_steps`).
+
+`LinearWarmup` puts a linear warm-up in front of any of them; `make_learning_rate` builds the
+schedule of a whole training phase from its settings (warm-up, schedule, per-epoch step decay).
 """
 
 import math
@@ -19,7 +24,9 @@ import math
 import keras
 from keras import ops
 
-LR_SCHEDULES = ("constant", "none", "step", "exponential", "cosine", "cyclical")
+LR_SCHEDULES = ("constant", "none", "step", "exponential", "cosine", "cyclical", "warmup_cosine")
+#: The schedule with its own warm-up: `make_learning_rate` adds none in front of it.
+WARMUP_COSINE = "warmup_cosine"
 CYCLICAL_MODES = ("triangular", "triangular2", "exp_range")
 
 
@@ -116,6 +123,9 @@ def make_lr_schedule(name, lr, steps_per_epoch, epochs, step_factor=0.1, final_f
         raise ValueError(f"lr must be > 0, got {lr}.")
     if name in ("constant", "none"):
         return float(lr)
+    if name == WARMUP_COSINE:
+        raise ValueError("lr_schedule 'warmup_cosine' has its warm-up built in: build it with "
+                         "make_learning_rate(...). Received: lr_schedule='warmup_cosine'")
     if int(steps_per_epoch) < 1 or int(epochs) < 1:
         raise ValueError(
             f"lr_schedule {name!r} needs steps_per_epoch >= 1 and epochs >= 1, "
@@ -146,3 +156,100 @@ def current_learning_rate(optimizer):
     """The learning rate `optimizer` applies at its current step, as a Python float."""
     lr = optimizer.learning_rate  # Keras 3 evaluates a schedule at optimizer.iterations here
     return float(keras.ops.convert_to_numpy(lr))
+
+
+@keras.saving.register_keras_serializable(package="dwt_keras")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """A linear warm-up from 0 to `target` over `warmup_steps`, then `after`.
+
+    `after` (a float or a `LearningRateSchedule`) is evaluated at
+    `step - warmup_steps`, so its own decay starts when the warm-up ends.
+
+    Args:
+        after: the learning rate or schedule after the warm-up.
+        warmup_steps: steps of the warm-up (>= 1).
+        target: the rate reached at the end of the warm-up (the base `lr`).
+
+    Example:
+
+    ```python
+    lr = LinearWarmup(make_lr_schedule("step", 1e-3, 100, 9), warmup_steps=100, target=1e-3)
+    ```
+    """
+
+    def __init__(self, after, warmup_steps, target):
+        if int(warmup_steps) < 1:
+            raise ValueError(f"`warmup_steps` must be >= 1. Received: warmup_steps={warmup_steps}")
+        self.after = after
+        self.warmup_steps = int(warmup_steps)
+        self.target = float(target)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.target * step / float(self.warmup_steps)
+        rest = step - float(self.warmup_steps)
+        after = self.after(rest) if callable(self.after) else self.after
+        after = keras.ops.cast(after, "float32")
+        return keras.ops.where(step < float(self.warmup_steps), warm, after)
+
+    def get_config(self):
+        after = self.after
+        if isinstance(after, keras.optimizers.schedules.LearningRateSchedule):
+            after = keras.saving.serialize_keras_object(after)
+        return {"after": after, "warmup_steps": self.warmup_steps, "target": self.target}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["after"], dict):
+            config["after"] = keras.saving.deserialize_keras_object(config["after"])
+        return cls(**config)
+
+
+def make_learning_rate(lr, steps_per_epoch, epochs, schedule="constant", warmup_epochs=0,
+                       lr_decay=1.0):
+    """The learning rate of one training phase, as a function of the optimizer step.
+
+    Args:
+        lr: the base (peak) learning rate.
+        steps_per_epoch: optimizer steps per epoch.
+        epochs: the epochs of the phase the schedule spans.
+        schedule: one of `LR_SCHEDULES`. `warmup_cosine`: a linear warm-up from 0 to `lr` over
+            `warmup_epochs`, then a cosine decay to 0. Any other: `make_lr_schedule(schedule)`
+            over the epochs after `warmup_epochs` of linear warm-up (none when 0).
+        warmup_epochs: epochs of linear warm-up.
+        lr_decay: a per-epoch multiplicative step decay of the `constant` schedule (1: none).
+
+    Every schedule is keyed on the optimizer's iteration count, so a resumed run continues it
+    exactly.
+
+    Example:
+
+    ```python
+    lr = make_learning_rate(1e-3, steps_per_epoch=352, epochs=100, schedule="warmup_cosine",
+                            warmup_epochs=5)
+    ```
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"`lr_schedule` must be one of {', '.join(LR_SCHEDULES)}. "
+                         f"Received: lr_schedule={schedule!r}")
+    if not 0.0 < float(lr_decay) <= 1.0:
+        raise ValueError(f"`lr_decay` must be in (0, 1] (1: no decay). Received: lr_decay={lr_decay}")
+    steps_per_epoch, epochs = max(1, int(steps_per_epoch)), max(1, int(epochs))
+    if float(lr_decay) < 1.0:
+        if schedule not in ("constant", "none"):
+            raise ValueError(
+                f"`lr_decay` (a per-epoch step decay) and `lr_schedule` are two schedules; set "
+                f"lr_decay=1 or lr_schedule='constant'. Received: lr_decay={lr_decay}, "
+                f"lr_schedule={schedule!r}")
+        return keras.optimizers.schedules.ExponentialDecay(
+            float(lr), decay_steps=steps_per_epoch, decay_rate=float(lr_decay), staircase=True)
+    total = epochs * steps_per_epoch
+    warmup = min(int(warmup_epochs) * steps_per_epoch, total - 1)
+    if schedule == WARMUP_COSINE:
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0, decay_steps=max(1, total - warmup), alpha=0.0,
+            warmup_target=float(lr), warmup_steps=warmup)
+    after = make_lr_schedule(schedule, float(lr), steps_per_epoch=steps_per_epoch,
+                             epochs=max(1, epochs - int(warmup_epochs)))
+    return LinearWarmup(after, warmup, float(lr)) if warmup > 0 else after

@@ -229,10 +229,12 @@ def variant_of_config(cfg):
 
 
 def collect_runs(runs_dir):
-    """Test accuracy of finished runs (report.json) under `runs_dir`, grouped.
+    """Test accuracy of the runs (report.json) under `runs_dir`, grouped.
 
     Args:
-        runs_dir: a folder, or a list of folders, searched recursively.
+        runs_dir: a folder, or a list of folders, searched recursively (pass finished run
+            folders: `dwt_keras.experiments.compare.finished_runs` finds them). Reports without
+            a single model's test metrics (cross-validation summaries) are skipped.
 
     Groups by (variant, model_size, dataset, epochs) and reports mean and
     sample standard deviation over seeds. The variant includes the W-MSA
@@ -243,6 +245,8 @@ def collect_runs(runs_dir):
     groups = {}
     for path in paths:
         rep = json.loads(path.read_text())
+        if "test" not in rep or "config" not in rep:
+            continue
         cfg = dict(rep["config"])
         if cfg.get("model") == "wmsa":
             cfg.update(saved_model_settings(path.parent))

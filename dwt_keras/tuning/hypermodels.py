@@ -1,32 +1,39 @@
-"""KerasTuner search spaces: the DWT compression pipeline and the W-MSA transformer.
+"""KerasTuner search spaces over the engine's recipes: a trial trains what the app trains.
 
 `CompressionHyperModel` searches the basis (wavelet, `identity`, `dct`), the decomposition level,
 the boundary mode, the keep ratio, the pruning schedule, the value quantisation of the stored
-file, the learning rate and (in `fit`) the batch size. One trial:
+file, the learning rate and the batch size. A trial's settings are a `CompressionConfig` — the
+search's fixed settings with the trial's values (`trial_config`) — and the trial runs the
+compression recipe's own steps (`dwt_keras.experiments.compression`):
 
-1. trains the dense model for `epochs` (Hyperband passes its budget and `initial_epoch` here),
-2. compresses it with the trial's settings and retrains for `retrain_epochs` with the mask held
-   (one-shot: prune at the start of retraining; iterative: geometric keep ratios from 0.5 down
-   to the target, one stage per epoch; gradual: polynomial decay over the first 70% of the
-   retraining steps),
-3. writes the compressed file, loads it back, and scores *that* model (what is actually stored,
-   quantisation included) on the validation split,
-4. returns `val_accuracy`, `val_loss`, `compression_ratio` (dense float32 bytes / file bytes),
-   `compressed_bytes` and `val_score` (see `dwt_keras.tuning.objectives`).
+1. `train_dense` for `epochs` (Hyperband passes its budget and `initial_epoch` here), with the
+   app's selection and early stopping;
+2. `compress_and_retrain` with the app's schedule (`make_schedule`: the same gradual ramp,
+   iterative ratios and one-shot step), for `retrain_epochs` with the masks held;
+3. `store_and_reload`: the compressed file is written and loaded back, and *that* model (what
+   is actually stored, quantisation included) is scored on the validation split;
+4. it returns `val_accuracy`, `val_loss`, `compression_ratio` (dense float32 bytes / file
+   bytes), `compressed_bytes` and `val_score` (see `dwt_keras.tuning.objectives`).
 
 The test split is never seen during the search. When KerasTuner runs the trial, the compressed
 file is kept as `<trial folder>/model.dwtc`, so the best trial's model is the exact model that was
 scored.
 
 `WMSAHyperModel` searches the wavelet transformer's width, depth, heads, DWT levels, wavelet,
-kernel on/off, learning rate and weight decay (AdamW), and the batch size.
+kernel on/off, learning rate, weight decay and batch size; its trials are `TransformerConfig`s
+trained with the transformer recipe's optimizer (AdamW with the no-decay exclusions, clip-norm,
+warm-up + cosine), loss and augmentation, selecting the best validation epoch.
 """
 
+from __future__ import annotations
+
 import copy
+import dataclasses
 import math
 import os
 import pathlib
 import tempfile
+import types
 
 import keras
 import keras_tuner
@@ -50,6 +57,18 @@ def _trial_dir(callbacks):
     return None
 
 
+def fresh_tensorboard(callback, log_dir):
+    """A copy of a (possibly used) TensorBoard callback without its writers, for `log_dir`.
+
+    A TensorBoard callback that has run holds the `tf.summary` module and open writers, which
+    `copy.deepcopy` cannot copy.
+    """
+    new = copy.copy(callback)
+    new._writers, new._summary_module, new._prev_summary_state = {}, None, []
+    new.log_dir = str(log_dir)
+    return new
+
+
 def _retrain_callbacks(callbacks):
     """The trial's callbacks for the retraining fit.
 
@@ -66,159 +85,108 @@ def _retrain_callbacks(callbacks):
     return out
 
 
-def fresh_tensorboard(callback, log_dir):
-    """A copy of a (possibly used) TensorBoard callback without its writers, for `log_dir`.
-
-    A TensorBoard callback that has run holds the `tf.summary` module and open writers, which
-    `copy.deepcopy` cannot copy.
-    """
-    new = copy.copy(callback)
-    new._writers, new._summary_module, new._prev_summary_state = {}, None, []
-    new.log_dir = str(log_dir)
-    return new
-
-
-def _trial_tensorboard(log_dir, trial_dir, wavelet, level, mode, x_val):
-    """`phase, model -> callbacks` logging the shared TensorBoard set for this trial to
-    `<log_dir>/trials/<trial id>/execution<k>/<phase>` (k counts this trial's executions)."""
-    from dwt_keras.training.callbacks import standard_callbacks
-
-    if not log_dir:
-        return lambda phase, model: []
+def _trial_log_name(log_dir, trial_dir):
+    """`trials/<trial id>/execution<k>` (k counts this trial's executions) under `log_dir`."""
     trial = trial_dir.name.replace("trial_", "") if trial_dir is not None else "untracked"
     root = pathlib.Path(log_dir) / "trials" / trial
-    execution = root / f"execution{len(list(root.glob('execution*'))) if root.is_dir() else 0}"
-    execution.mkdir(parents=True, exist_ok=True)
-
-    def make(phase, model):
-        return standard_callbacks(str(execution / phase), model, sample_images=x_val[:2],
-                                  wavelet=wavelet, level=level, mode=mode)
-
-    return make
+    k = len(list(root.glob("execution*"))) if root.is_dir() else 0
+    (root / f"execution{k}").mkdir(parents=True, exist_ok=True)
+    return f"trials/{trial}/execution{k}"
 
 
-def _fit_dense(model, spectral, callbacks, **fit_kwargs):
-    """`model.fit(**fit_kwargs)`, or with `spectral.enabled` the fit of a `SpectralTrainingModel`
-    around it (training inputs low-passed on the `TauScheduler`'s schedule).
+def _splits(x, y, validation_data, num_classes):
+    """The trial's data as `DatasetSplits` (the validation split doubles as the scored set)."""
+    from dwt_keras.data import DatasetSplits
 
-    The wrapper shares `model`'s variables and optimizer, so `model` is trained in place and the
-    retraining continues its optimizer. The trial's callbacks (KerasTuner's checkpoint, which
-    Hyperband and `get_best_models` reload into a plain model; TensorBoard) see the plain model;
-    each trial gets its own deep copy of the scheduler.
-    """
-    if spectral is None or not spectral.enabled:
-        return model.fit(callbacks=callbacks, **fit_kwargs)
-    from dwt_keras.compression.pipeline import wrap_compiled
-    from dwt_keras.spectral.wrapper import PlainModelCallback
-
-    # The truncation layer's variables belong in the strategy that holds the model's.
-    with model.distribute_strategy.scope():
-        trainer = wrap_compiled(spectral, model)
-    return trainer.fit(callbacks=[*copy.deepcopy(spectral.callbacks),
-                                  *(PlainModelCallback(cb, model) for cb in callbacks)],
-                       **fit_kwargs)
-
-
-def _compile(model, lr, weight_decay=None):
-    opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay) if weight_decay \
-        else keras.optimizers.Adam(lr)
-    model.compile(optimizer=opt,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
-
-
-def _split_validation(validation_data):
     if validation_data is None:
-        raise ValueError("The compression search needs validation_data=(x_val, y_val): trials "
-                         "are scored on the validation split, never on the test split.")
-    return validation_data[0], validation_data[1]
+        raise ValueError("The search needs validation_data=(x_val, y_val): trials are scored on "
+                         "the validation split, never on the test split.")
+    x_val, y_val = validation_data
+    info = {"name": "search", "source": "arrays", "n_train": int(len(x)), "n_val": int(len(x_val)),
+            "n_test": int(len(x_val)), "num_classes": int(num_classes),
+            "image_shape": list(np.shape(x)[1:]), "class_names": None}
+    # `x_test` is the validation split: `Run.evaluate` then scores on it.
+    return DatasetSplits(np.asarray(x), np.asarray(y), np.asarray(x_val), np.asarray(y_val),
+                         np.asarray(x_val), np.asarray(y_val), info)
+
+
+def _trial_run(config, trial_dir, strategy, log_dir):
+    from dwt_keras.experiments.run import Run
+
+    directory = trial_dir if trial_dir is not None else pathlib.Path(tempfile.gettempdir())
+    log_name = _trial_log_name(log_dir, trial_dir) if log_dir else None
+    return Run(config, directory, types.SimpleNamespace(strategy=strategy), track=False,
+               log_name=log_name)
 
 
 class CompressionHyperModel(keras_tuner.HyperModel):
-    """The DWT compression pipeline as a KerasTuner search space.
+    """The compression recipe as a KerasTuner search space.
 
     Args:
-        model_name: a `dwt_keras.models` name (`lenet300`, `lenet5`, `resnet18`, `mlp`).
-        input_shape: `(H, W, C)`.
-        num_classes: number of classes.
-        bases: candidate bases (wavelets, `identity`, `dct`).
-        modes: candidate boundary modes.
-        levels: candidate decomposition levels (capped per layer by the compression plan).
+        base: the search's fixed settings, a `CompressionConfig` (data, model, epochs,
+            `retrain_epochs`, spectral truncation, storage codec, ...); each trial replaces the
+            searched fields.
+        input_shape: `(H, W, C)`; num_classes: number of classes.
+        bases, modes, levels: candidate bases, boundary modes and decomposition levels.
         keep_ratio_range: `(min, max)` of the keep ratio, sampled log-uniformly.
-        schedules: candidate schedules (`oneshot`, `iterative`, `gradual`).
-        quantizers: candidate value quantisations of the stored file
-            (`none`, `float16`, `int8`, `kmeans`).
-        lr_range: `(min, max)` learning rate, log-uniform.
-        batch_sizes: candidate batch sizes (chosen in `fit`).
-        retrain_epochs: retraining epochs with the mask held.
-        objective: `val_accuracy`, `constrained` or `tradeoff` (see `objectives`).
-        min_ratio: the compression-ratio constraint of `constrained`.
-        tradeoff_weight: the weight of `tradeoff`.
-        model_kwargs: extra builder arguments (e.g. `widths` for `mlp`).
-        strategy: build under this `tf.distribute` strategy's scope (optional; KerasTuner's
-            `distribution_strategy` does the same).
-        log_dir: TensorBoard folder: each trial logs the shared callback set
-            (`dwt_keras.training.callbacks.standard_callbacks`) to
+        schedules: candidate schedules; quantizers: candidate value quantisations.
+        lr_range: `(min, max)` learning rate, log-uniform; batch_sizes: candidates.
+        objective, min_ratio, tradeoff_weight: the score (see `objectives`).
+        strategy: the `tf.distribute` strategy of the trials (optional).
+        log_dir: TensorBoard folder: each trial logs the shared callback set to
             `<log_dir>/trials/<trial id>/execution<k>/{dense,retrain}`.
-        spectral: a `dwt_keras.spectral.flags.SpectralSetup` (e.g. `spectral_from_flags`):
-            when enabled, every trial's dense training sees low-passed inputs during its first
-            `truncation_epochs` epochs (keyed on the epoch, so Hyperband's resumed trials stay
-            on schedule); retraining, scoring and the stored file see unfiltered inputs.
 
     Example:
 
     ```python
-    hm = CompressionHyperModel("lenet300", (28, 28, 1), 10, min_ratio=50.0)
+    hm = CompressionHyperModel(CompressionConfig(model="lenet300", epochs=3), (28, 28, 1), 10)
     tuner = keras_tuner.RandomSearch(hm, objective=keras_tuner.Objective("val_score", "max"),
                                      max_trials=20, directory="tune", project_name="mnist")
     tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=3)
     ```
     """
 
-    def __init__(self, model_name="lenet300", input_shape=(28, 28, 1), num_classes=10,
-                 bases=DEFAULT_BASES, modes=DEFAULT_MODES, levels=(1, 2, 3),
-                 keep_ratio_range=(0.005, 0.2), schedules=DEFAULT_SCHEDULES,
-                 quantizers=DEFAULT_QUANTIZERS, lr_range=(1e-4, 3e-3), batch_sizes=(32, 64, 128),
-                 retrain_epochs=1, objective="constrained", min_ratio=50.0, tradeoff_weight=0.01,
-                 model_kwargs=None, strategy=None, log_dir=None, spectral=None,
+    def __init__(self, base=None, input_shape=(28, 28, 1), num_classes=10, bases=DEFAULT_BASES,
+                 modes=DEFAULT_MODES, levels=(1, 2, 3), keep_ratio_range=(0.005, 0.2),
+                 schedules=DEFAULT_SCHEDULES, quantizers=DEFAULT_QUANTIZERS,
+                 lr_range=(1e-4, 3e-3), batch_sizes=(32, 64, 128), objective="constrained",
+                 min_ratio=50.0, tradeoff_weight=0.01, strategy=None, log_dir=None,
                  name="compression", tunable=True):
         super().__init__(name=name, tunable=tunable)
-        from dwt_keras.compression import bases as bases_module
-        from dwt_keras.models import MODELS
         from dwt_keras import wavelets
+        from dwt_keras.compression import bases as bases_module
+        from dwt_keras.experiments.compression import CompressionConfig
 
-        if model_name not in MODELS:
-            raise ValueError(f"Unknown model {model_name!r}. Valid choices: {', '.join(MODELS)}.")
+        base = CompressionConfig() if base is None else base
         for b in bases:
             bases_module.basis_kind(b)
         for m in modes:
             wavelets.validate_mode(m)
         unknown = set(schedules) - set(DEFAULT_SCHEDULES)
         if unknown or not schedules:
-            raise ValueError(f"Unknown schedules {sorted(unknown)}; valid: {DEFAULT_SCHEDULES}.")
+            raise ValueError(f"`schedules` must be among {', '.join(DEFAULT_SCHEDULES)}. "
+                             f"Received: schedules={list(schedules)}")
         lo, hi = keep_ratio_range
         if not 0 < lo <= hi <= 1:
-            raise ValueError(f"keep_ratio_range must satisfy 0 < min <= max <= 1, got "
-                             f"{keep_ratio_range}.")
+            raise ValueError("`keep_ratio_range` must satisfy 0 < min <= max <= 1. "
+                             f"Received: keep_ratio_range={keep_ratio_range}")
         if not 0 < lr_range[0] <= lr_range[1]:
-            raise ValueError(f"lr_range must satisfy 0 < min <= max, got {lr_range}.")
-        if int(retrain_epochs) < 1:
-            raise ValueError(f"retrain_epochs must be >= 1, got {retrain_epochs}.")
+            raise ValueError(f"`lr_range` must satisfy 0 < min <= max. Received: lr_range={lr_range}")
+        if int(base.retrain_epochs) < 1:
+            raise ValueError("A compression trial needs retrain_epochs >= 1. "
+                             f"Received: retrain_epochs={base.retrain_epochs}")
         validate_objective(objective, min_ratio, tradeoff_weight)
-        self.model_name, self.input_shape = model_name, tuple(int(v) for v in input_shape)
+        self.base = base
+        self.input_shape = tuple(int(v) for v in input_shape)
         self.num_classes = int(num_classes)
         self.bases, self.modes, self.levels = list(bases), list(modes), [int(v) for v in levels]
         self.keep_ratio_range = (float(lo), float(hi))
         self.schedules, self.quantizers = list(schedules), list(quantizers)
         self.lr_range, self.batch_sizes = tuple(map(float, lr_range)), [int(b) for b in batch_sizes]
-        self.retrain_epochs = int(retrain_epochs)
         self.objective, self.min_ratio = objective, float(min_ratio)
         self.tradeoff_weight = float(tradeoff_weight)
-        self.model_kwargs = dict(model_kwargs or {})
         self.strategy = strategy
         self.log_dir = log_dir
-        self.spectral = spectral
 
     @staticmethod
     def _choice(hp, name, values, **kwargs):
@@ -238,122 +206,86 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             "quantize": self._choice(hp, "quantize", self.quantizers),
             "lr": hp.Float("lr", *self.lr_range, sampling="log")
             if self.lr_range[1] > self.lr_range[0] else hp.Fixed("lr", self.lr_range[0]),
+            "batch_size": self._choice(hp, "batch_size", self.batch_sizes),
         }
 
-    def build(self, hp):
-        from dwt_keras.models import build_model
-
+    def trial_config(self, hp):
+        """The `CompressionConfig` a trial trains: the fixed settings plus the trial's values."""
         values = self.declare(hp)
-        if self.strategy is not None:
-            with self.strategy.scope():
-                model = build_model(self.model_name, self.input_shape, self.num_classes,
-                                    **self.model_kwargs)
-                return _compile(model, values["lr"])
-        model = build_model(self.model_name, self.input_shape, self.num_classes,
-                            **self.model_kwargs)
-        return _compile(model, values["lr"])
+        return dataclasses.replace(self.base, threshold=None, **values).validate()
 
-    def _compression_callback(self, hp, start_step, steps):
-        from dwt_keras.compression import (GradualCompression, IterativeCompression,
-                                           OneShotCompression)
+    def build(self, hp):
+        from dwt_keras.experiments.compression import build
 
-        basis = dict(basis=hp.get("wavelet"), mode=hp.get("mode"), level=hp.get("level"),
-                     verbose=0)
-        keep = float(hp.get("keep_ratio"))
-        schedule = hp.get("schedule")
-        if schedule == "oneshot":
-            return OneShotCompression(keep_ratio=keep, at_step=int(start_step), **basis)
-        if schedule == "iterative":
-            n = max(1, self.retrain_epochs)
-            first = max(keep, 0.5)
-            ratios = [first * (keep / first) ** (i / max(1, n - 1)) for i in range(n)] \
-                if n > 1 else [keep]
-            ratios[-1] = keep
-            return IterativeCompression(keep_ratios=ratios, epochs_per_stage=1, **basis)
-        end = int(start_step) + max(1, int(0.7 * steps))
-        return GradualCompression(final_keep=keep, initial_keep=1.0, begin_step=int(start_step),
-                                  end_step=end, frequency=max(1, steps // 10), **basis)
+        config = self.trial_config(hp)
+        info = {"image_shape": self.input_shape, "num_classes": self.num_classes}
+        scope = self.strategy.scope() if self.strategy is not None else _null_scope()
+        with scope:
+            return build(config, info)
 
     def fit(self, hp, model, x, y=None, validation_data=None, callbacks=None, epochs=1,
             initial_epoch=0, verbose=0, **kwargs):
-        """Dense training, compression + retraining, then scoring of the stored file.
+        """The trial: dense training, compression + retraining, scoring of the stored file.
 
         Returns:
             A dict of validation metrics with `val_score` (the search objective).
         """
-        from dwt_keras.compression import load_compressed, save_compressed
         from dwt_keras.compression.sizes import dense_float32_bytes
+        from dwt_keras.experiments import compression as recipe
+        from dwt_keras.spectral.setup import spectral_setup
 
-        from dwt_keras.compression import CompressionMetrics
-
-        batch_size = self._choice(hp, "batch_size", self.batch_sizes)
-        x_val, y_val = _split_validation(validation_data)
-        kwargs.pop("batch_size", None)
+        config = dataclasses.replace(self.trial_config(hp), verbose=verbose)
+        splits = _splits(x, y, validation_data, self.num_classes)
         trial_dir = _trial_dir(callbacks)
-        wavelet = hp.get("wavelet") if hp.get("wavelet") not in ("identity", "dct") else "haar"
-        tb = _trial_tensorboard(self.log_dir, trial_dir, wavelet, hp.get("level"),
-                                hp.get("mode"), x_val)
-        if epochs > initial_epoch:
-            _fit_dense(model, self.spectral, [*(callbacks or []), *tb("dense", model)],
-                       x=x, y=y, batch_size=batch_size, epochs=epochs,
-                       initial_epoch=initial_epoch, validation_data=(x_val, y_val),
-                       verbose=verbose, **kwargs)
-        steps = int(math.ceil(len(x) / batch_size)) * self.retrain_epochs
-        start = int(model.optimizer.iterations.numpy())
-        compression = self._compression_callback(hp, start, steps)
-        quantize = hp.get("quantize")
-        metrics = [CompressionMetrics(quantize=None if quantize == "none" else quantize)] \
-            if self.log_dir else []
-        model.fit(x, y, batch_size=batch_size, epochs=self.retrain_epochs,
-                  validation_data=(x_val, y_val),
-                  callbacks=[compression, *metrics, *_retrain_callbacks(callbacks),
-                             *tb("retrain", model)],
-                  verbose=verbose, **kwargs)
-
+        run = _trial_run(config, trial_dir, self.strategy, self.log_dir)
+        train, validation, _ = run.datasets(splits)
+        steps = run.steps_per_epoch(len(splits.x_train))
+        spectral = spectral_setup(config)
+        # Each trial gets its own deep copy of the tau scheduler.
+        spectral.callbacks = copy.deepcopy(spectral.callbacks)
+        recipe.train_dense(run, model, config, train, validation, steps, spectral,
+                           callbacks=list(callbacks or []), epochs=epochs,
+                           initial_epoch=initial_epoch, samples=splits.x_val[:2])
+        recipe.compress_and_retrain(run, model, config, train, validation, steps,
+                                    callbacks=_retrain_callbacks(callbacks),
+                                    samples=splits.x_val[:2])
         with tempfile.TemporaryDirectory() as tmp:
             path = (trial_dir if trial_dir is not None else pathlib.Path(tmp)) / COMPRESSED_FILE
-            info = save_compressed(model, path, quantize=None if quantize == "none" else quantize)
-            stored = load_compressed(path, attach_state=False)
-        stored = _compile(stored, float(hp.get("lr")))
-        val_loss, val_acc = stored.evaluate(x_val, y_val, batch_size=256, verbose=0)
+            info, stored = recipe.store_and_reload(model, config, path)
+            scored = run.evaluate(stored, splits)
         ratio = dense_float32_bytes(model) / float(info["bytes"])
-        score = size_aware_score(val_acc, ratio, self.objective, self.min_ratio,
+        score = size_aware_score(scored["accuracy"], ratio, self.objective, self.min_ratio,
                                  self.tradeoff_weight)
-        return {
-            "val_score": float(score),
-            "val_accuracy": float(val_acc),
-            "val_loss": float(val_loss),
-            "compression_ratio": float(ratio),
-            "compressed_bytes": float(info["bytes"]),
-        }
+        return {"val_score": float(score), "val_accuracy": float(scored["accuracy"]),
+                "val_loss": float(scored["test_loss"]), "compression_ratio": float(ratio),
+                "compressed_bytes": float(info["bytes"])}
 
 
 class WMSAHyperModel(keras_tuner.HyperModel):
     """The wavelet multi-scale attention transformer (`dwt_keras.transformer`) search space.
 
     Args:
-        input_shape: `(H, W, C)`.
-        num_classes: number of classes.
+        base: the search's fixed settings, a `TransformerConfig` (data, epochs, augmentation,
+            label smoothing, warm-up, spectral truncation, ...).
+        input_shape: `(H, W, C)`; num_classes: number of classes.
         widths: candidate embedding widths (each divisible by every head count).
-        depths: `(min, max)` blocks.
-        heads: candidate head counts.
+        depths: `(min, max)` blocks; heads: candidate head counts.
         levels: candidate DWT levels (`2**J <= min(H, W)` is enforced).
-        wavelets: candidate wavelets.
-        patch_size: subband patch size (fixed).
+        wavelets: candidate wavelets; patch_size: subband patch size (fixed).
         lr_range, weight_decay_range: log-uniform ranges (AdamW).
-        batch_sizes: candidate batch sizes (chosen in `fit`).
-        log_dir: TensorBoard folder (per trial, with attention maps); see
-            `CompressionHyperModel`.
-        spectral: a `SpectralSetup`; when enabled, each trial's training sees low-passed
-            inputs during the first `truncation_epochs` epochs (see `CompressionHyperModel`).
+        batch_sizes: candidate batch sizes.
+        strategy, log_dir: see `CompressionHyperModel`.
     """
 
-    def __init__(self, input_shape=(32, 32, 3), num_classes=10, widths=(32, 64, 96),
+    def __init__(self, base=None, input_shape=(32, 32, 3), num_classes=10, widths=(32, 64, 96),
                  depths=(1, 4), heads=(1, 2, 4), levels=(1, 2, 3), wavelets=("haar", "db2", "db4"),
                  patch_size=2, lr_range=(1e-4, 3e-3), weight_decay_range=(1e-5, 1e-1),
-                 batch_sizes=(32, 64, 128), strategy=None, log_dir=None, spectral=None,
-                 name="wmsa", tunable=True):
+                 batch_sizes=(32, 64, 128), strategy=None, log_dir=None, name="wmsa",
+                 tunable=True):
         super().__init__(name=name, tunable=tunable)
+        from dwt_keras.experiments.transformer import TransformerConfig
+
+        self.base = TransformerConfig() if base is None else base
         self.input_shape = tuple(int(v) for v in input_shape)
         self.num_classes = int(num_classes)
         bad = [(w, h) for w in widths for h in heads if w % h]
@@ -369,43 +301,51 @@ class WMSAHyperModel(keras_tuner.HyperModel):
         self.batch_sizes = [int(b) for b in batch_sizes]
         self.strategy = strategy
         self.log_dir = log_dir
-        self.spectral = spectral
 
-    def build(self, hp):
-        from dwt_keras.transformer import WaveletTransformer
-
-        kwargs = dict(
-            image_size=self.input_shape[:2], in_channels=self.input_shape[2],
-            num_classes=self.num_classes,
-            embed_dim=hp.Choice("width", self.widths),
-            depth=hp.Int("depth", *self.depths),
+    def trial_config(self, hp):
+        """The `TransformerConfig` a trial trains."""
+        return dataclasses.replace(
+            self.base, model="wmsa", model_size="custom", patch_size=self.patch_size,
+            embed_dim=hp.Choice("width", self.widths), depth=hp.Int("depth", *self.depths),
             num_heads=hp.Choice("heads", self.heads),
             n_levels=hp.Choice("levels", self.levels, ordered=True),
             wavelet=hp.Choice("wavelet", self.wavelets),
             use_kernel=hp.Boolean("use_kernel", default=True),
-            patch_size=self.patch_size,
-        )
-        lr = hp.Float("lr", *self.lr_range, sampling="log")
-        wd = hp.Float("weight_decay", *self.weight_decay_range, sampling="log")
+            lr=hp.Float("lr", *self.lr_range, sampling="log"),
+            weight_decay=hp.Float("weight_decay", *self.weight_decay_range, sampling="log"),
+            batch_size=hp.Choice("batch_size", self.batch_sizes)).validate()
+
+    def build(self, hp):
+        from dwt_keras.experiments.registry import build_model
+
+        config = self.trial_config(hp)
         scope = self.strategy.scope() if self.strategy is not None else _null_scope()
         with scope:
-            model = WaveletTransformer(**kwargs)
-            model(np.zeros((1, *self.input_shape), np.float32))
-            return _compile(model, lr, weight_decay=wd)
+            return build_model("wmsa", self.input_shape, self.num_classes, options=config)
 
     def fit(self, hp, model, x, y=None, validation_data=None, callbacks=None, epochs=1,
             verbose=0, **kwargs):
-        batch_size = hp.Choice("batch_size", self.batch_sizes)
-        kwargs.pop("batch_size", None)
-        x_val, y_val = _split_validation(validation_data)
-        tb = _trial_tensorboard(self.log_dir, _trial_dir(callbacks), hp.get("wavelet"),
-                                hp.get("levels"), "periodization", x_val)
-        _fit_dense(model, self.spectral, [*(callbacks or []), *tb("train", model)], x=x, y=y,
-                   batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val),
-                   verbose=verbose, **kwargs)
-        val_loss, val_acc = model.evaluate(x_val, y_val, batch_size=256, verbose=0)
-        return {"val_accuracy": float(val_acc), "val_loss": float(val_loss),
-                "val_score": float(val_acc), "params": float(model.count_params())}
+        from dwt_keras.experiments.run import Selection
+        from dwt_keras.spectral.setup import spectral_setup
+
+        config = dataclasses.replace(self.trial_config(hp), epochs=int(epochs), verbose=verbose)
+        splits = _splits(x, y, validation_data, self.num_classes)
+        run = _trial_run(config, _trial_dir(callbacks), self.strategy, self.log_dir)
+        run.compile(model, keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=float(config.label_smoothing)),
+            lambda: [keras.metrics.CategoricalAccuracy(name="accuracy")],
+            run.steps_per_epoch(len(splits.x_train)), config.epochs)
+        train, validation, _ = run.datasets(splits, one_hot_classes=self.num_classes)
+        spectral = spectral_setup(config)
+        spectral.callbacks = copy.deepcopy(spectral.callbacks)
+        tensorboard = {"wavelet": config.wavelet, "level": config.n_levels,
+                       "sample_images": splits.x_val[:2]}
+        run.fit(model, train, validation, config.epochs, "train",
+                Selection("val_accuracy", "max", restore="best"), callbacks=list(callbacks or []),
+                spectral=spectral, tensorboard=tensorboard)
+        scored = run.evaluate(model, splits)
+        return {"val_accuracy": float(scored["accuracy"]), "val_loss": float(scored["test_loss"]),
+                "val_score": float(scored["accuracy"]), "params": float(model.count_params())}
 
 
 class _null_scope:

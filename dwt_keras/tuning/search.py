@@ -28,90 +28,110 @@ import shutil
 
 import numpy as np
 
-from dwt_keras.spectral.options import SPECTRAL_FIELDS, SpectralOptions
-from dwt_keras.tuning.objectives import validate_objective
+from dwt_keras.experiments.compression import CompressionConfig
+from dwt_keras.spectral.options import SPECTRAL_FIELDS
+from dwt_keras.tuning.objectives import OBJECTIVES, validate_objective
+from dwt_keras.utils.options import OptionError, option
 
 TUNERS = ("random", "bayesian", "hyperband")
 SEARCH_SPACES = ("compression", "wmsa")
 
+# The fields that named a search before the experiment engine; the other settings enter the
+# project name only when they differ from their defaults, so older searches still resume.
+_LEGACY_IDENTITY = ("tuner", "search_space", "dataset", "model", "executions_per_trial",
+                    "objective", "min_compression_ratio", "tradeoff_weight", "epochs",
+                    "retrain_epochs", "hyperband_factor", "seed", "validation_split",
+                    "max_train_samples", "bases", "schedules", "quantizers")
+#: Settings that do not change *what* is searched: never in the project name, so the same
+#: search continues when they change.
+NOT_IN_NAME = ("max_trials", "save_dir", "log_dir", "data_dir", "verbose", "strategy",
+               "run_name", "plots", "latency_batch_size", "latency_repeats")
+
 
 @dataclasses.dataclass
-class SearchConfig(SpectralOptions):
-    """Settings of one search (see `apps/tune.py --help` for their meaning)."""
+class SearchConfig(CompressionConfig):
+    """Settings of one search (the flags of `apps/tune.py`).
 
-    tuner: str = "random"
-    search_space: str = "compression"
-    dataset: str = "mnist"
-    data_dir: str = None
-    save_dir: str = "./tuning"
-    log_dir: str = None
-    model: str = "lenet300"
-    max_trials: int = 10
-    executions_per_trial: int = 1
-    objective: str = "constrained"
-    min_compression_ratio: float = 50.0
-    tradeoff_weight: float = 0.01
-    epochs: int = 2
-    retrain_epochs: int = 1
-    hyperband_factor: int = 3
-    seed: int = 0
-    validation_split: float = 0.1
-    max_train_samples: int = 0
-    bases: tuple = None
-    schedules: tuple = None
-    quantizers: tuple = None
-    keep_ratio_range: tuple = (0.005, 0.2)
-    strategy: str = "default"
-    verbose: int = 0
-    # spectral truncation of every trial's dense training: the other `SpectralOptions` fields
-    truncation_epochs: int = 1
+    The compression settings it inherits are the fixed settings of every compression trial
+    (each trial replaces the searched ones: basis, level, mode, keep ratio, schedule,
+    quantisation, learning rate, batch size), so a trial is exactly what `apps/DWT_model.py`
+    trains with the same values. W-MSA trials (`search_space="wmsa"`) take the data, seed,
+    `epochs` and spectral settings from here and the transformer app's defaults otherwise.
+    """
 
-    # Settings that do not change *what* is searched: excluded from the project name so that
-    # the same search continues when they change.
-    _NOT_IN_NAME = ("max_trials", "save_dir", "log_dir", "data_dir", "verbose", "strategy")
+    save_dir: str = option("./tuning")
+    epochs: int = option(2, "Dense training epochs per trial (Hyperband: the maximum).",
+                         minimum=1)
+    retrain_epochs: int = option(1, "Retraining epochs with the mask held per trial.",
+                                 minimum=1)
+    verbose: int = option(0, "Keras verbosity during trials.")
+    truncation_epochs: int = option(1)
+    batch_size: int = option(32, "Unused by the compression search (the batch size is "
+                             "searched).")
+    tuner: str = option("random", "KerasTuner algorithm.", choices=TUNERS)
+    search_space: str = option("compression", "compression: the DWT compression pipeline; "
+                               "wmsa: the wavelet transformer.", choices=SEARCH_SPACES)
+    max_trials: int = option(10, "Total trials of the search (a resumed search counts the "
+                             "finished ones).", minimum=1)
+    executions_per_trial: int = option(1, "Trainings per trial (metrics averaged).", minimum=1)
+    objective: str = option("constrained", "val_accuracy; constrained: val accuracy subject to "
+                            "--min_compression_ratio; tradeoff: val accuracy + "
+                            "--tradeoff_weight * log10(ratio).", choices=OBJECTIVES)
+    min_compression_ratio: float = option(50.0, "Ratio constraint of --objective constrained.",
+                                          minimum=0.0, exclusive_minimum=True)
+    tradeoff_weight: float = option(0.01, "Weight of --objective tradeoff.", minimum=0.0)
+    hyperband_factor: int = option(3, "Hyperband reduction factor.", minimum=2)
+    bases: tuple | None = option(None, "Candidate bases (default: identity, dct, haar, db2, db4, "
+                                 "sym4, coif2, bior2.2).", list_of=str)
+    schedules: tuple | None = option(None, "Candidate schedules (default: oneshot, iterative, "
+                                     "gradual).", list_of=str)
+    quantizers: tuple | None = option(None, "Candidate value quantisations (default: none, "
+                                      "float16, kmeans).", list_of=str)
+    keep_ratio_min: float = option(0.005, "Smallest keep ratio searched.", minimum=0.0,
+                                   exclusive_minimum=True, maximum=1.0)
+    keep_ratio_max: float = option(0.2, "Largest keep ratio searched.", minimum=0.0,
+                                   exclusive_minimum=True, maximum=1.0)
+
+    @property
+    def keep_ratio_range(self):
+        return (float(self.keep_ratio_min), float(self.keep_ratio_max))
 
     def validate(self):
-        if self.tuner not in TUNERS:
-            raise ValueError(f"Unknown tuner {self.tuner!r}. Valid choices: {', '.join(TUNERS)}.")
-        if self.search_space not in SEARCH_SPACES:
-            raise ValueError(f"Unknown search space {self.search_space!r}. Valid choices: "
-                             f"{', '.join(SEARCH_SPACES)}.")
+        super().validate()
         if self.search_space == "wmsa" and self.objective != "val_accuracy":
-            raise ValueError("The wmsa search optimises val_accuracy; pass --objective "
-                             "val_accuracy.")
-        validate_objective(self.objective, self.min_compression_ratio, self.tradeoff_weight)
-        for name in ("max_trials", "executions_per_trial", "epochs", "retrain_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
-        if self.tuner == "hyperband" and self.hyperband_factor < 2:
-            raise ValueError("--hyperband_factor must be >= 2.")
-        if self.max_train_samples < 0:
-            raise ValueError("--max_train_samples must be >= 0 (0: all).")
-        from dwt_keras.training.strategy import STRATEGIES
-
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy {self.strategy!r}. Valid choices: "
-                             f"{', '.join(STRATEGIES)}.")
-        from dwt_keras.compression.pipeline import validate_spectral
-
-        # Hyperband's trials train fewer epochs than --epochs (its budget) and resume on
-        # schedule; the curriculum must fit in the largest budget.
-        validate_spectral(self, self.epochs)
+            raise OptionError("objective", "The wmsa search optimises val_accuracy. "
+                                           f"Received: objective={self.objective!r}")
+        try:
+            validate_objective(self.objective, self.min_compression_ratio, self.tradeoff_weight)
+        except ValueError as e:
+            raise OptionError("objective", str(e)) from None
+        if self.keep_ratio_min > self.keep_ratio_max:
+            raise OptionError("keep_ratio_min", "`keep_ratio_min` must be <= `keep_ratio_max`. "
+                              f"Received: keep_ratio_min={self.keep_ratio_min}, "
+                              f"keep_ratio_max={self.keep_ratio_max}")
+        if self.validation_split <= 0:
+            raise OptionError("validation_split", "The search scores trials on the validation "
+                              "split: use validation_split > 0. Received: validation_split="
+                              f"{self.validation_split}")
         return self
 
-    def spectral(self):
-        """The trials' `SpectralSetup` (disabled without `spectral_reg`)."""
-        from dwt_keras.compression.pipeline import spectral_setup
-
-        return spectral_setup(self)
-
     def identity(self):
-        d = dataclasses.asdict(self)
-        # Without --spectral_reg the spectral settings change nothing: leaving them out keeps
-        # the project name (and resuming) of searches started before they existed.
-        skip = set(self._NOT_IN_NAME) | (set() if self.spectral_reg else set(SPECTRAL_FIELDS))
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(d.items())
-                if k not in skip}
+        """The settings that define the search (its project name)."""
+        defaults = {f.name: getattr(SearchConfig(), f.name) for f in dataclasses.fields(self)}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        skip = set(NOT_IN_NAME) | (set() if self.spectral_reg else set(SPECTRAL_FIELDS))
+        out = {}
+        for k, v in sorted(values.items()):
+            if k in skip or callable(v) or k in ("extra_callbacks", "dense_callbacks",
+                                                 "retrain_callbacks", "model_fn"):
+                continue
+            if k in _LEGACY_IDENTITY or k in SPECTRAL_FIELDS or v != defaults.get(k):
+                out[k] = list(v) if isinstance(v, tuple) else v
+        for k in ("keep_ratio_min", "keep_ratio_max"):
+            out.pop(k, None)
+        out["keep_ratio_range"] = list(self.keep_ratio_range)
+        out["max_train_samples"] = self.max_train_samples or 0
+        return out
 
 
 def project_name(config):
@@ -236,41 +256,26 @@ def write_hparams_dashboard(rows, log_dir):
     return root
 
 
-def _load_data(config):
-    from dwt_keras.data import load_arrays
-
-    splits = load_arrays(config.dataset, data_dir=config.data_dir,
-                         validation_split=config.validation_split, seed=config.seed)
-    if len(splits.x_val) == 0:
-        raise ValueError("The search scores trials on the validation split: use "
-                         "--validation_split > 0.")
-    if config.max_train_samples:
-        rng = np.random.default_rng(config.seed)
-        keep = np.sort(rng.permutation(len(splits.x_train))[:config.max_train_samples])
-        splits.x_train, splits.y_train = splits.x_train[keep], splits.y_train[keep]
-        splits.info["n_train"] = int(len(keep))
-        n_val = max(1, config.max_train_samples // 4)
-        splits.x_val, splits.y_val = splits.x_val[:n_val], splits.y_val[:n_val]
-        splits.info["n_val"] = int(n_val)
-    return splits
-
-
-def _hypermodel(config, info, log_dir):
+def _hypermodel(config, info, log_dir, strategy):
+    from dwt_keras.experiments.transformer import TransformerConfig
     from dwt_keras.tuning.hypermodels import (DEFAULT_BASES, DEFAULT_QUANTIZERS,
                                               DEFAULT_SCHEDULES, CompressionHyperModel,
                                               WMSAHyperModel)
 
     shape, classes = tuple(info["image_shape"]), info["num_classes"]
-    spectral = config.spectral()
     if config.search_space == "wmsa":
-        return WMSAHyperModel(shape, classes, log_dir=log_dir, spectral=spectral)
+        shared = ("dataset", "data_dir", "validation_split", "max_train_samples",
+                  "max_eval_samples", "seed", "strategy", "mixed_precision", "verbose", "epochs",
+                  *SPECTRAL_FIELDS)
+        base = TransformerConfig(**{k: getattr(config, k) for k in shared})
+        return WMSAHyperModel(base, shape, classes, log_dir=log_dir, strategy=strategy)
     return CompressionHyperModel(
-        config.model, shape, classes, bases=config.bases or DEFAULT_BASES,
+        config, shape, classes, bases=config.bases or DEFAULT_BASES,
         schedules=config.schedules or DEFAULT_SCHEDULES,
         quantizers=config.quantizers or DEFAULT_QUANTIZERS,
-        keep_ratio_range=tuple(config.keep_ratio_range), retrain_epochs=config.retrain_epochs,
-        objective=config.objective, min_ratio=config.min_compression_ratio,
-        tradeoff_weight=config.tradeoff_weight, log_dir=log_dir, spectral=spectral)
+        keep_ratio_range=config.keep_ratio_range, objective=config.objective,
+        min_ratio=config.min_compression_ratio, tradeoff_weight=config.tradeoff_weight,
+        log_dir=log_dir, strategy=strategy)
 
 
 def is_distributed_worker():
@@ -279,29 +284,27 @@ def is_distributed_worker():
         "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
-def _best_model_report(config, tuner, best_trial, splits, project_dir):
+def _best_model_report(run, config, tuner, best_trial, splits):
     """Evaluates the best trial's stored model on the TEST split; copies it to best_model/."""
-    from dwt_keras.evaluation import evaluate_classifier, measure_latency
+    from dwt_keras.evaluation import measure_latency
     from dwt_keras.tuning.hypermodels import COMPRESSED_FILE
     from dwt_keras.utils.io import atomic_write_bytes, atomic_write_json
 
-    out = pathlib.Path(project_dir) / "best_model"
+    out = run.dir / "best_model"
     out.mkdir(parents=True, exist_ok=True)
     report = {"trial_id": best_trial.trial_id, "score_val": best_trial.score,
               "hyperparameters": best_trial.hyperparameters.values,
               "dataset": {k: splits.info[k] for k in ("name", "source", "n_train", "n_val",
                                                       "n_test")},
               "evaluated_on": "test"}
-    spectral = config.spectral()
-    if spectral.enabled:
-        from dwt_keras.compression.pipeline import spectral_record
+    if config.spectral_reg:
+        from dwt_keras.spectral.options import spectral_report
+        from dwt_keras.spectral.setup import spectral_setup
 
-        sched = spectral.callbacks[0]
-        report["spectral"] = {**spectral_record(spectral),
-                              "tau_schedule_by_epoch": [sched.tau_for_epoch(e)
+        schedule = spectral_setup(config).callbacks[0]
+        report["spectral"] = {**spectral_report(config),
+                              "tau_schedule_by_epoch": [schedule.tau_for_epoch(e)
                                                         for e in range(config.epochs)]}
-        for key in ("tau_history", "phase_history"):  # not measured per trial here
-            report["spectral"].pop(key)
     trial_file = pathlib.Path(tuner.get_trial_dir(best_trial.trial_id)) / COMPRESSED_FILE
     if config.search_space == "compression" and trial_file.is_file():
         from dwt_keras.compression import load_compressed
@@ -319,9 +322,7 @@ def _best_model_report(config, tuner, best_trial, splits, project_dir):
 
         save_keras_atomic(model, out / "model.keras")
         report["files"] = {"keras": str(out / "model.keras")}
-    metrics = evaluate_classifier(model, splits.x_test, splits.y_test,
-                                  class_names=splits.info.get("class_names"))
-    report["test"] = metrics
+    report["test"] = run.evaluate(model, splits)
     report["latency"] = measure_latency(model, splits.x_test, batch_size=32, repeats=10)
     atomic_write_json(out / "report.json", report)
     return report
@@ -330,63 +331,71 @@ def _best_model_report(config, tuner, best_trial, splits, project_dir):
 def run_search(config):
     """Runs (or resumes) the search described by `config` and writes its results.
 
+    The project folder `<save_dir>/<project_name(config)>` is the engine's resumable run folder
+    (with `status.json`); its data are the engine's (`load_data`), and its trials run the
+    recipes' own steps (`dwt_keras.tuning.hypermodels`).
+
     Returns:
         A dict: `project_dir`, `n_trials`, `best_hyperparameters`, `best_score` and the paths
-        written (empty for a distributed worker, which only runs trials).
+        written (a distributed worker only runs trials and returns its role).
     """
     import keras_tuner  # noqa: F401 -- fail early when it is missing
 
-    from dwt_keras.training.strategy import get_strategy
-    from dwt_keras.utils.io import atomic_write_json, check_writable_dir
-    from dwt_keras.utils.seeding import set_seed
+    from dwt_keras.experiments.run import Environment, Run, load_data
+    from dwt_keras.utils.io import atomic_write_json
 
     config.validate()
-    check_writable_dir(config.save_dir)
-    set_seed(config.seed)
-    strategy = get_strategy(config.strategy) if config.strategy != "default" else None
-    splits = _load_data(config)
-    project = project_name(config)
-    project_dir = pathlib.Path(config.save_dir) / project
-    log_dir = pathlib.Path(config.log_dir) if config.log_dir else project_dir / "tensorboard"
-    hypermodel = _hypermodel(config, splits.info, str(log_dir))
-    tuner = make_tuner(config.tuner, hypermodel, config.save_dir, project, config.max_trials,
-                       config.executions_per_trial, seed=config.seed, max_epochs=config.epochs,
-                       hyperband_factor=config.hyperband_factor,
-                       distribution_strategy=strategy)
-    if not is_distributed_worker():
-        atomic_write_json(project_dir / "search_config.json", dataclasses.asdict(config))
+    with Environment(config) as env:
+        strategy = env.strategy if config.strategy != "default" else None
+        splits = load_data(config)
+        project = project_name(config)
+        run = Run.named(config, env, project, recipe="search")
+        log_dir = pathlib.Path(config.log_dir) if config.log_dir else run.dir / "tensorboard"
+        hypermodel = _hypermodel(config, splits.info, str(log_dir), strategy)
+        tuner = make_tuner(config.tuner, hypermodel, config.save_dir, project,
+                           config.max_trials, config.executions_per_trial, seed=config.seed,
+                           max_epochs=config.epochs, hyperband_factor=config.hyperband_factor,
+                           distribution_strategy=strategy)
+        if is_distributed_worker():
+            # Each trial logs the shared TensorBoard set itself (the hypermodels' `log_dir`), so
+            # no TensorBoard callback goes through KerasTuner.
+            tuner.search(splits.x_train, splits.y_train,
+                         validation_data=(splits.x_val, splits.y_val), epochs=config.epochs,
+                         verbose=config.verbose)
+            return {"project_dir": str(run.dir), "role": os.environ.get("KERASTUNER_TUNER_ID")}
+        with run:
+            from dwt_keras.experiments.recipe import config_dict
 
-    # Each trial logs the shared TensorBoard set itself (the hypermodels' `log_dir`), so no
-    # TensorBoard callback goes through KerasTuner (which would add a second, dense-phase-only
-    # HParams session per trial); the HParams dashboard is written below from the trial table.
-    tuner.search(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
-                 epochs=config.epochs, verbose=config.verbose)
-    if is_distributed_worker():
-        return {"project_dir": str(project_dir), "role": os.environ.get("KERASTUNER_TUNER_ID")}
-
-    rows = trials_table(tuner)
-    csv_path, md_path = write_trials_table(rows, project_dir)
-    hparams_dir = write_hparams_dashboard(rows, log_dir)
-    best = [t for t in tuner.oracle.get_best_trials(1) if t.score is not None]
-    if not best:
-        failed = [t for t in tuner.oracle.trials.values() if t.message]
-        detail = failed[0].message.strip().splitlines()[-1] if failed else "no trial finished"
-        raise RuntimeError(f"No trial of the search in {project_dir} finished ({len(rows)} "
-                           f"trials; see trials.md). Last error: {detail}")
-    result = {"project_dir": str(project_dir), "n_trials": len(rows),
-              "n_completed": sum(r["score"] is not None for r in rows),
-              "files": {"trials_csv": str(csv_path), "trials_md": str(md_path),
-                        "tensorboard": str(log_dir), "hparams": str(hparams_dir)}}
-    if best:
-        values = {k: v for k, v in best[0].hyperparameters.values.items()
-                  if not k.startswith("tuner/")}
-        atomic_write_json(project_dir / "best_hyperparameters.json",
-                          {"trial_id": best[0].trial_id, "val_score": best[0].score,
-                           "objective": config.objective, "hyperparameters": values})
-        report = _best_model_report(config, tuner, best[0], splits, project_dir)
-        result.update(best_hyperparameters=values, best_score=best[0].score,
-                      best_test_accuracy=report["test"]["accuracy"])
-        result["files"].update(best_hyperparameters=str(project_dir / "best_hyperparameters.json"),
-                               best_model_report=str(project_dir / "best_model" / "report.json"))
-    atomic_write_json(project_dir / "search_summary.json", result)
-    return result
+            atomic_write_json(run.dir / "search_config.json", config_dict(config))
+            run.set_phase("search")
+            tuner.search(splits.x_train, splits.y_train,
+                         validation_data=(splits.x_val, splits.y_val), epochs=config.epochs,
+                         verbose=config.verbose)
+            run.set_phase("results")
+            rows = trials_table(tuner)
+            csv_path, md_path = write_trials_table(rows, run.dir)
+            hparams_dir = write_hparams_dashboard(rows, log_dir)
+            best = [t for t in tuner.oracle.get_best_trials(1) if t.score is not None]
+            if not best:
+                failed = [t for t in tuner.oracle.trials.values() if t.message]
+                detail = failed[0].message.strip().splitlines()[-1] if failed \
+                    else "no trial finished"
+                raise RuntimeError(f"No trial of the search in {run.dir} finished ({len(rows)} "
+                                   f"trials; see trials.md). Last error: {detail}")
+            result = {"project_dir": str(run.dir), "n_trials": len(rows),
+                      "n_completed": sum(r["score"] is not None for r in rows),
+                      "files": {"trials_csv": str(csv_path), "trials_md": str(md_path),
+                                "tensorboard": str(log_dir), "hparams": str(hparams_dir)}}
+            values = {k: v for k, v in best[0].hyperparameters.values.items()
+                      if not k.startswith("tuner/")}
+            atomic_write_json(run.dir / "best_hyperparameters.json",
+                              {"trial_id": best[0].trial_id, "val_score": best[0].score,
+                               "objective": config.objective, "hyperparameters": values})
+            report = _best_model_report(run, config, tuner, best[0], splits)
+            result.update(best_hyperparameters=values, best_score=best[0].score,
+                          best_test_accuracy=report["test"]["accuracy"])
+            result["files"].update(
+                best_hyperparameters=str(run.dir / "best_hyperparameters.json"),
+                best_model_report=str(run.dir / "best_model" / "report.json"))
+            atomic_write_json(run.dir / "search_summary.json", result)
+        return result

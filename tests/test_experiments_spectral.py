@@ -1,5 +1,5 @@
-"""Spectral truncation (`--spectral_reg`) in the compression apps: apps/DWT_model.py and its
-pipeline, apps/compression_sweep.py and apps/tune.py.
+"""Spectral truncation (`--spectral_reg`) in the engine's compression runs: apps/DWT_model.py and
+its recipe, apps/compression_sweep.py and apps/tune.py.
 
 What must hold: the dense training's inputs are low-passed on the TauScheduler's schedule (a
 probe layer measures the high-frequency energy the model actually receives), validation and the
@@ -20,7 +20,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from dwt_keras.compression.pipeline import CompressionConfig, run_compression_experiment
+from dwt_keras.experiments.compression import CompressionConfig
+from dwt_keras.experiments.compression import run_compression as run_compression_experiment
 from dwt_keras.spectral.schedule import find_truncation_layers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -163,19 +164,19 @@ def test_dwt_model_app_with_spectral_reg_end_to_end(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("override, match", [
-    ({"tau_init": 0.0}, "tau_init must lie in (0, 1]"),
-    ({"tau_init": 0.5, "tau_final": 0.2}, "must be >= --tau_init"),
-    ({"truncation_epochs": -1}, "truncation_epochs must be a non-negative integer"),
-    ({"mask_profile": "gaussian"}, "valid choices: linear, cosine"),
+    ({"tau_init": 0.0}, "`tau_init` must be > 0.0 and <= 1.0"),
+    ({"tau_init": 0.5, "tau_final": 0.2}, "`tau_final` must be >= `tau_init`"),
+    ({"truncation_epochs": -1}, "`truncation_epochs` must be >= 0"),
+    ({"mask_profile": "gaussian"}, "must be one of linear, cosine"),
     ({"epochs": 2, "truncation_epochs": 3}, "exceeds the dense training epochs"),
 ])
 def test_bad_spectral_settings_fail_before_loading_data(tmp_path, override, match, monkeypatch):
-    from dwt_keras.compression import pipeline
+    from dwt_keras.experiments import recipe
 
     def no_data(*a, **k):
         raise AssertionError("data loaded")
 
-    monkeypatch.setattr(pipeline, "load_data", no_data)
+    monkeypatch.setattr(recipe, "load_data", no_data)
     with pytest.raises(ValueError, match=re.escape(match)):
         run_compression_experiment(CompressionConfig(**{**TINY, "save_dir": str(tmp_path / "o"),
                                                         "spectral_reg": True, **override}))
@@ -188,7 +189,8 @@ def test_dwt_model_app_rejects_bad_spectral_flags_before_loading_data(tmp_path):
                                   "--save_dir", str(tmp_path / "out"),
                                   "--data_dir", str(tmp_path / "no_data")], timeout=120)
     assert r.returncode != 0
-    assert "--tau_final (0.2) must be >= --tau_init (0.5)" in r.stderr, r.stderr[-2000:]
+    assert "error: --tau_final must be >= --tau_init. Received: --tau_final=0.2, " \
+        "--tau_init=0.5" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -213,14 +215,13 @@ def test_compression_hypermodel_trial_follows_the_tau_schedule():
     import keras
     import keras_tuner
 
-    from dwt_keras.spectral.flags import spectral_from_flags
     from dwt_keras.tuning.hypermodels import CompressionHyperModel
 
-    setup = spectral_from_flags(object(), spectral_reg=True, tau_init=0.25, tau_final=1.0,
-                                truncation_epochs=2)
-    hm = CompressionHyperModel("mlp", (8, 8, 1), 3, bases=("haar",), schedules=("oneshot",),
-                               quantizers=("none",), batch_sizes=(16,), min_ratio=1.0,
-                               model_kwargs={"widths": (32,)}, spectral=setup)
+    base = CompressionConfig(model="mlp", mlp_widths=(32,), retrain_epochs=1, verbose=0,
+                             spectral_reg=True, tau_init=0.25, tau_final=1.0,
+                             truncation_epochs=2, min_kernel_size=64)
+    hm = CompressionHyperModel(base, (8, 8, 1), 3, bases=("haar",), schedules=("oneshot",),
+                               quantizers=("none",), batch_sizes=(16,), min_ratio=1.0)
     hp = keras_tuner.HyperParameters()
     model = hm.build(hp)
 
@@ -243,8 +244,6 @@ def test_compression_hypermodel_trial_follows_the_tau_schedule():
     assert [p for _, _, p in dense] == [1.0, 1.0, 0.0]
     assert len(retrain) == 1 and retrain[0][1] is None   # retraining: no truncation
     assert find_truncation_layers(model) == []
-    # each trial runs a deep copy of the scheduler: the one given is never bound to a layer
-    assert setup.callbacks[0]._layers is None
 
 
 def test_search_with_spectral_reg(tmp_path, data_dir):
@@ -275,7 +274,8 @@ def test_tune_app_rejects_bad_spectral_flag_before_training(tmp_path):
     r = _run_app("tune.py", ["--spectral_reg", "--tau_final", "1.5", "--save_dir",
                              str(tmp_path)], timeout=120)
     assert r.returncode != 0
-    assert "tau_final must lie in (0, 1]" in r.stderr and "Traceback" not in r.stderr
+    assert "error: --tau_final must be > 0.0 and <= 1.0" in r.stderr
+    assert "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())
 
 
@@ -286,7 +286,8 @@ MIRRORED_SCRIPT = textwrap.dedent(r"""
     from dwt_keras.training.strategy import configure_logical_cpus
     configure_logical_cpus(2)
 """) + PROBE_SRC + textwrap.dedent(r"""
-    from dwt_keras.compression.pipeline import CompressionConfig, run_compression_experiment
+    from dwt_keras.experiments.compression import CompressionConfig
+    from dwt_keras.experiments.compression import run_compression as run_compression_experiment
     dense = []
     rep = run_compression_experiment(CompressionConfig(
         dataset="mnist", epochs=1, retrain_epochs=1, batch_size=64, max_train_samples=256,

@@ -1,10 +1,7 @@
-"""Spectral truncation and the shared training extras in the W-MSA / ViT pipeline.
+"""The transformer recipe (apps/wmsa_cifar10.py): resumable runs, reports on the test split,
+spectral truncation and the shared training extras as they apply to W-MSA / ViT.
 
-`dwt_keras.transformer.training.train` (what `apps/wmsa_cifar10.py` runs) with
-`--spectral_reg ...`, `--lr_schedule`, `--early_stopping_patience`, `--l1/--l2`,
-`--batch_norm` (refused), `--cv_folds`, `--ensemble`, `--saliency_images`,
-`--init_from/--freeze` and `--export`. Models are tiny (width 16, one block) and
-runs see 32-64 CIFAR-10-subset images for 1-3 epochs.
+Models are tiny (width 16, one block) and runs see 32-80 CIFAR-10-subset images for 1-3 epochs.
 """
 
 import copy
@@ -20,8 +17,14 @@ import numpy as np
 import pytest
 
 from dwt_keras.data import load_arrays
-from dwt_keras.transformer import training as tr
-from dwt_keras.transformer.training import TrainConfig, default_run_name, read_history, train
+from dwt_keras.experiments.registry import build_model
+from dwt_keras.experiments.run import Run
+from dwt_keras.experiments.transformer import RECIPE, TransformerConfig, default_run_name
+from dwt_keras.experiments.transformer import run_transformer as train
+from dwt_keras.training.callbacks import ResumableEarlyStopping, read_history
+from dwt_keras.training.regularization import regularize_kernel_variables
+from dwt_keras.training.schedules import make_learning_rate
+from dwt_keras.training.transfer import _path_key, load_weights_from
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,11 +37,23 @@ def _cfg(tmp_path, **kw):
         jit_compile=False,
     )
     base.update(kw)
-    return TrainConfig(**base)
+    return TransformerConfig(**base)
 
 
 def _vit(tmp_path, **kw):
     return _cfg(tmp_path, **{"model": "vit", "patch_size": 8, **kw})
+
+
+def _build(cfg, num_classes=10):
+    return build_model(cfg.model, (32, 32, 3), num_classes, options=cfg)
+
+
+def _check_resume(run_dir, cfg):
+    RECIPE.check_resume(Run(cfg, run_dir, None, resumable=True), cfg)
+
+
+def _schedule(cfg, steps):
+    return make_learning_rate(cfg.lr, steps, cfg.epochs, cfg.lr_schedule, cfg.warmup_epochs)
 
 
 class _StopAtFit(keras.callbacks.Callback):
@@ -47,6 +62,9 @@ class _StopAtFit(keras.callbacks.Callback):
     def __init__(self, epoch, fit_index=0):
         super().__init__()
         self.epoch, self.fit_index, self.fits = epoch, fit_index, -1
+
+    def __deepcopy__(self, memo):  # one counter across the members of an ensemble
+        return self
 
     def on_train_begin(self, logs=None):
         self.fits += 1
@@ -57,7 +75,7 @@ class _StopAtFit(keras.callbacks.Callback):
 
 
 def _by_key(model):
-    return {tr._path_key(v): np.asarray(v.numpy()) for v in model.weights}
+    return {_path_key(v): np.asarray(v.numpy()) for v in model.weights}
 
 
 # --------------------------------------------------------------------------- #
@@ -67,25 +85,25 @@ def _by_key(model):
     "kw,match",
     [
         (dict(batch_norm=True), "LayerNorm"),
-        (dict(lr_schedule="linear"), "warmup_cosine, constant"),
-        (dict(spectral_reg=True, tau_init=0.0), r"tau_init must lie in \(0, 1\]"),
+        (dict(lr_schedule="linear"), "constant, none, step"),
+        (dict(spectral_reg=True, tau_init=0.0), r"`tau_init` must be > 0.0 and <= 1.0"),
         (dict(spectral_reg=True, tau_init=0.5, tau_final=0.2), "tau_final"),
-        (dict(spectral_reg=True, truncation_epochs=-1), "non-negative"),
+        (dict(spectral_reg=True, truncation_epochs=-1), "`truncation_epochs` must be >= 0"),
         (dict(spectral_reg=True, mask_profile="box"), "linear, cosine"),
         (dict(cv_folds=1), "cv_folds"),
         (dict(ensemble=0), "ensemble"),
         (dict(cv_folds=2, ensemble=2), "cannot be combined"),
-        (dict(init_from="/no/such/model.keras"), "no such file"),
-        (dict(freeze=True), "needs --init_from"),
+        (dict(init_from="/no/such/model.keras"), "is not a file"),
+        (dict(freeze=True), "needs `init_from`"),
         (dict(export="onnx"), "tflite, savedmodel"),
-        (dict(l2=-1.0), "--l2 must be >= 0"),
+        (dict(l2=-1.0), "`l2` must be >= 0"),
         (dict(saliency_images=-1), "saliency_images"),
         (dict(early_stopping_patience=2, validation_split=0.0), "validation split"),
     ],
 )
 def test_bad_extras_fail_before_training(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
-        tr.validate_config(_cfg(tmp_path, **kw))
+        _cfg(tmp_path, **kw).validate()
     with pytest.raises(ValueError, match=match):
         train(_cfg(tmp_path, **kw))
     assert not any(tmp_path.iterdir())  # nothing written
@@ -117,13 +135,13 @@ def test_run_name_encodes_spectral_settings_and_old_runs_still_resume(tmp_path):
                 "freeze", "export"}
     legacy = {k: v for k, v in dataclasses.asdict(plain).items() if k not in new_keys}
     (run_dir / "config.json").write_text(json.dumps(legacy))
-    tr._check_resume_config(run_dir, plain)  # ...is the same run: it resumes
+    _check_resume(run_dir, plain)  # ...is the same run: it resumes
     with pytest.raises(ValueError, match="spectral_reg"):  # a spectral run never resumes it
-        tr._check_resume_config(run_dir, spec)
+        _check_resume(run_dir, spec)
     with pytest.raises(ValueError, match="'l2'"):
-        tr._check_resume_config(run_dir, dataclasses.replace(plain, l2=1e-4))
+        _check_resume(run_dir, dataclasses.replace(plain, l2=1e-4))
     # Post-training outputs may be asked for when re-running a finished run.
-    tr._check_resume_config(run_dir, dataclasses.replace(plain, export="tflite"))
+    _check_resume(run_dir, dataclasses.replace(plain, export="tflite"))
 
 
 # --------------------------------------------------------------------------- #
@@ -134,7 +152,7 @@ def test_lr_schedules_follow_the_warmup_then_the_named_schedule(tmp_path):
 
     steps, lr = 10, 1e-3
     cfg = _cfg(tmp_path, epochs=5, warmup_epochs=1, lr=lr, lr_schedule="step")
-    sched = tr.learning_rate_schedule(cfg, steps)
+    sched = _schedule(cfg, steps)
     after = make_lr_schedule("step", lr, steps_per_epoch=steps, epochs=4)
     values = [float(sched(s)) for s in (0, 5, 10, 25, 31, 49)]
     assert values[:2] == pytest.approx([0.0, lr / 2])
@@ -144,19 +162,17 @@ def test_lr_schedules_follow_the_warmup_then_the_named_schedule(tmp_path):
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(sched))
     assert [float(clone(s)) for s in (0, 5, 10, 25, 31, 49)] == pytest.approx(values)
     # No warm-up: the named schedule itself; the default is unchanged.
-    assert float(tr.learning_rate_schedule(dataclasses.replace(cfg, warmup_epochs=0), steps)(0)) \
+    assert float(_schedule(dataclasses.replace(cfg, warmup_epochs=0), steps)(0)) \
         == pytest.approx(lr)
-    default = tr.learning_rate_schedule(dataclasses.replace(cfg, lr_schedule="warmup_cosine"),
-                                        steps)
+    default = _schedule(dataclasses.replace(cfg, lr_schedule="warmup_cosine"), steps)
     assert isinstance(default, keras.optimizers.schedules.CosineDecay)
     assert float(default(10)) == pytest.approx(lr) and float(default(50)) == pytest.approx(0.0)
 
 
 def test_kernel_penalty_enters_the_training_loss(tmp_path):
     cfg = _vit(tmp_path)
-    model = tr.build_from_config(cfg, (32, 32, 3), 10)
-    model.build((None, 32, 32, 3))
-    paths = tr.regularize_kernels(model, l1=1e-3, l2=1e-2)
+    model = _build(cfg)
+    paths = regularize_kernel_variables(model, l1=1e-3, l2=1e-2)
     kernels = [v for v in model.trainable_weights if v.path in set(paths)]
     assert kernels and all(v.path.endswith("kernel") for v in kernels)
     assert not any("norm" in p or "pos_embedding" in p for p in paths)
@@ -170,38 +186,35 @@ def test_kernel_penalty_enters_the_training_loss(tmp_path):
     plain = float(keras.losses.CategoricalCrossentropy(from_logits=True)(y, y_pred))
     assert float(model.compute_loss(x=x, y=y, y_pred=y_pred)) == pytest.approx(plain + expected,
                                                                               rel=1e-4)
-    assert tr.regularize_kernels(model, 0.0, 0.0) == []
+    assert regularize_kernel_variables(model, 0.0, 0.0) == []
 
 
 def test_init_from_copies_all_but_a_resized_head_and_freezes(tmp_path):
     cfg = _vit(tmp_path)
-    source = tr.build_from_config(cfg, (32, 32, 3), 5)  # another number of classes
-    source.build((None, 32, 32, 3))
+    source = _build(cfg, 5)  # another number of classes
     path = tmp_path / "source.keras"
     source.save(path)
-    model = tr.build_from_config(cfg, (32, 32, 3), 10)
-    model.build((None, 32, 32, 3))
-    info = tr.init_from_file(model, path, freeze=True)
+    model = _build(cfg)
+    info = load_weights_from(model, path, freeze=True)
     assert info["head_replaced"] and info["trainable_layers"] == ["head"]
     src, dst = _by_key(source), _by_key(model)
-    head = {tr._path_key(v) for v in model.head.weights}
+    head = {_path_key(v) for v in model.head.weights}
     assert all(np.array_equal(src[k], dst[k]) for k in dst if k not in head)
-    assert {tr._path_key(v) for v in model.trainable_variables} == head
+    assert {_path_key(v) for v in model.trainable_variables} == head
 
-    wider = tr.build_from_config(dataclasses.replace(cfg, embed_dim=32), (32, 32, 3), 10)
-    wider.build((None, 32, 32, 3))
+    wider = _build(dataclasses.replace(cfg, embed_dim=32))
     with pytest.raises(ValueError, match="another architecture"):
-        tr.init_from_file(wider, path)
-    wmsa = tr.build_from_config(dataclasses.replace(cfg, model="wmsa"), (32, 32, 3), 10)
+        load_weights_from(wider, path)
+    wmsa = _build(dataclasses.replace(cfg, model="wmsa"))
     with pytest.raises(ValueError, match="holds a ViT"):
-        tr.init_from_file(wmsa, path)
+        load_weights_from(wmsa, path)
 
 
 def test_early_stopping_continues_its_count_after_a_resume(tmp_path):
     history = tmp_path / "history.csv"
     history.write_text("epoch,val_accuracy\n0,0.1\n1,0.3\n2,0.2\n")
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    es = copy.deepcopy(tr.ResumableEarlyStopping(2, history))  # KerasTuner copies callbacks
+    es = copy.deepcopy(ResumableEarlyStopping(2, history))  # KerasTuner copies callbacks
     es.set_model(model)
     es.on_train_begin()
     assert (es.best, es.best_epoch, es.wait) == (0.3, 1, 1)
@@ -227,7 +240,7 @@ def test_spectral_run_resumes_with_tau_on_schedule_and_saves_plain_classifier(tm
     run_dir = tmp_path / default_run_name(cfg)
     assert "spectral_linear_tau0.2-0.6_te2" in run_dir.name
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, callbacks=[_StopAtFit(1)])
+        train(dataclasses.replace(cfg, extra_callbacks=[_StopAtFit(1)]))
     assert len(read_history(run_dir / "history.csv")) == 1
 
     report = train(cfg)  # the same command: resumes at epoch 2
@@ -263,8 +276,7 @@ def test_transfer_and_regularisation_then_export_of_the_finished_run(
     from dwt_keras.training.export import _tflite_interpreter
 
     base = _cfg(tmp_path, epochs=1, warmup_epochs=0)
-    source = tr.build_from_config(base, (32, 32, 3), 10)
-    source.build((None, 32, 32, 3))
+    source = _build(base)
     source.save(tmp_path / "pre.keras")
     cfg = dataclasses.replace(base, init_from=str(tmp_path / "pre.keras"), freeze=True, l2=1e-2,
                               lr=1e-2)
@@ -276,7 +288,7 @@ def test_transfer_and_regularisation_then_export_of_the_finished_run(
 
     best = keras.saving.load_model(run_dir / "best.keras")
     src, got = _by_key(source), _by_key(best)
-    head = {tr._path_key(v) for v in best.head.weights}
+    head = {_path_key(v) for v in best.head.weights}
     assert all(np.array_equal(src[k], got[k]) for k in got if k not in head)  # frozen
     assert not all(np.array_equal(src[k], got[k]) for k in head)  # the head trained
     # Only the trainable head kernel is penalised; the logged term is l2 * sum(w^2).
@@ -322,7 +334,7 @@ def test_ensemble_averages_member_logits_and_resumes_member_by_member(tmp_path, 
                saliency_images=1)
     run_dir = tmp_path / default_run_name(cfg)
     with pytest.raises(KeyboardInterrupt):  # interrupted in member 1
-        train(cfg, callbacks=[_StopAtFit(0, fit_index=1)])
+        train(dataclasses.replace(cfg, extra_callbacks=[_StopAtFit(0, fit_index=1)]))
     assert (run_dir / "member0" / "report.json").exists()
     assert not (run_dir / "member1" / "report.json").exists()
     member0_history = (run_dir / "member0" / "history.csv").read_text()
@@ -389,3 +401,81 @@ def test_app_cross_validation_with_spectral_and_extras_flags(tmp_path, data_dir)
         assert fold["config"]["lr_schedule"] == "cosine" and fold["config"]["seed"] == i
         assert fold["spectral"]["tau_history"] == [0.3]
         assert fold["training_extras"]["regularization"]["penalty_last_epoch"] > 0
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_and_reports_on_test_split(tmp_path, data_dir):
+    cfg = _cfg(tmp_path)
+    run_dir = tmp_path / default_run_name(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataclasses.replace(cfg, extra_callbacks=[_StopAtFit(1)]))
+    assert [int(r["epoch"]) for r in read_history(run_dir / "history.csv")] == [0]
+    assert not (run_dir / "report.json").exists()
+
+    report = train(cfg)  # the same command again: continues at epoch 2
+    history = read_history(run_dir / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [0, 1]
+    last = keras.saving.load_model(run_dir / "last.keras")
+    assert int(last.optimizer.iterations.numpy()) == 2 * 2  # 2 epochs x 2 steps, not restarted
+    saved = json.loads((run_dir / "report.json").read_text())
+    assert saved["test"]["accuracy"] == report["test"]["accuracy"]
+    assert report["test"]["n"] == 1000  # the TEST split of cifar10_subset
+    assert sum(map(sum, report["test"]["confusion_matrix"])) == 1000
+    assert len(report["test"]["per_class"]) == 10
+    assert report["selection"]["monitor"] == "val_accuracy"
+    assert report["selection"]["best_epoch"] in (1, 2)
+    assert not (run_dir / "backup").exists()
+
+    again = train(cfg)  # finished: not retrained
+    assert again["test"] == report["test"]
+    assert len(read_history(run_dir / "history.csv")) == 2
+
+    with pytest.raises(ValueError, match="different settings"):
+        train(_cfg(tmp_path, run_name=run_dir.name, lr=0.5))
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(model="cnn"), "wmsa"),
+        (dict(augment="crop_flip,jitter"), "jitter"),
+        (dict(model_size="huge"), "tiny"),
+        (dict(wavelet="nope"), "nope"),
+        (dict(embed_dim=16, num_heads=3), "does not divide"),
+        (dict(strategy="gpu9"), "mirrored"),
+    ],
+)
+def test_bad_training_settings_fail_before_training(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(tmp_path, **kw).validate()
+    with pytest.raises(ValueError, match=match):
+        train(_cfg(tmp_path, **kw))
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_levels_too_deep_for_the_data_fail_before_training(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="too deep"):
+        train(_cfg(tmp_path, n_levels=6))
+    assert not list(tmp_path.rglob("history.csv"))
+
+
+@pytest.mark.parametrize(
+    "flag,expected",
+    [
+        ("--augment=crop_flip,jitter", ["jitter", "randaugment"]),
+        # A shared training extra that does not apply to transformers.
+        ("--batch_norm", ["--batch_norm is not applicable", "LayerNorm"]),
+        # A flag error is one line, without the usage text.
+        ("--epochs=-1", ["error: --epochs must be >= 0", "(see --help)"]),
+    ],
+)
+def test_app_rejects_bad_flags_with_clear_message(tmp_path, flag, expected):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "apps" / "wmsa_cifar10.py"), flag, f"--save_dir={tmp_path}"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert all(text in proc.stderr for text in expected), proc.stderr[-2000:]
+    assert "Train a wavelet" not in proc.stderr  # no usage text before the message
+    assert not any(tmp_path.iterdir())

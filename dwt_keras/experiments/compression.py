@@ -1,0 +1,607 @@
+"""The compression recipe behind `apps/DWT_model.py` (and the tuner's compression trials).
+
+    train dense (selection on the validation split, early stopping)
+      -> evaluate on the test split, save the dense .keras model
+      -> compress with a schedule (oneshot | iterative | gradual) while retraining with the
+         coefficient masks held (early stopping on validation once at the final sparsity)
+      -> write the compressed file, reload it, evaluate the *reloaded* model on the test split
+      -> sizes, latency, plots, saliency / export of the reloaded model, report.json
+
+Every step but the compression itself is the engine's (`dwt_keras.experiments.run`); the
+schedule and the trial's scoring are functions the tuner calls too (`make_schedule`,
+`train_dense`, `compress_and_retrain`, `store_and_reload`), so a tuned configuration is what the
+app then trains.
+
+Example:
+
+```python
+from dwt_keras.experiments.compression import CompressionConfig, run_compression
+report = run_compression(CompressionConfig(wavelet="haar", epochs=2, retrain_epochs=2,
+                                           keep_ratio=0.05, max_train_samples=2000))
+report["compressed"]["compression_ratio"]
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from dwt_keras.experiments.options import RunOptions, TrainingOptions, validate_common
+from dwt_keras.experiments.recipe import Recipe, config_dict
+from dwt_keras.experiments.run import FitResult, Selection, machine_info
+from dwt_keras.spectral.options import SpectralOptions, spectral_report
+from dwt_keras.utils.options import OptionError, option
+
+__all__ = ["CompressionConfig", "CompressionRecipe", "run_compression", "make_schedule",
+           "iterative_ratios", "SCHEDULES"]
+
+SCHEDULES = ("oneshot", "iterative", "gradual")
+QUANTIZERS = ("none", "float16", "int8", "kmeans")
+CODECS = ("lzma", "zlib", "none")
+SMALL_WEIGHTS = ("float32", "float16")
+SCOPES = ("global", "per_layer")
+FALLBACKS = ("flatten", "identity")
+
+
+@dataclasses.dataclass
+class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
+    """Settings of one compression run (the flags of `apps/DWT_model.py` have the same names).
+
+    Besides the shared `RunOptions`, `TrainingOptions` and `SpectralOptions` (spectral truncation
+    acts on the dense training's inputs only):
+
+    Extension points (Python only): `extra_callbacks` (appended to both `fit()` calls; in the
+    dense phase with `spectral_reg` they still see the plain model), `dense_callbacks` /
+    `retrain_callbacks` (one phase only), and `model_fn` (`model_fn(config, info) ->
+    keras.Model`, replaces the registry).
+    """
+
+    # shared settings with this recipe's defaults
+    epochs: int = option(10)
+    early_stopping_patience: int = option(
+        3, "Early-stopping patience on the validation loss, in the dense training and in the "
+        "retraining at the final sparsity (0: off); the best epoch's weights are restored.")
+    truncation_epochs: int = option(5)
+    # model
+    model: str = option("lenet300", "Model: lenet300, lenet5, resnet18, mlp, or any name of "
+                        "dwt_keras.experiments.registry.")
+    mlp_widths: tuple = option((300, 100), "Hidden widths of --model=mlp.", list_of=int,
+                               minimum=1)
+    resnet_width: int = option(64, "Channels of ResNet-18's first stage.", minimum=1)
+    # compression
+    wavelet: str = option("haar", "Basis: a discrete wavelet (haar, db4, sym4, coif2, bior2.2, "
+                          "...), 'dct', or 'identity' (plain magnitude pruning).")
+    mode: str = option("periodization", "Wavelet signal-extension mode.")
+    level: int | None = option(None, "Decomposition level (default: the largest exact level "
+                               "per layer).", minimum=1, kind="integer")
+    keep_ratio: float | None = option(0.03, "Share of coefficients kept, in (0, 1].",
+                                      minimum=0.0, exclusive_minimum=True, maximum=1.0,
+                                      kind="float")
+    threshold: float | None = option(None, "Keep coefficients with |c| >= threshold instead of a "
+                                     "keep ratio (oneshot schedule only; --keep_ratio is then "
+                                     "ignored).", minimum=0.0, kind="float")
+    scope: str = option("global", "Coefficient ranking scope.", choices=SCOPES)
+    keep_approximation: bool = option(False, "Always keep the coarsest approximation band.")
+    schedule: str = option("gradual", "oneshot | iterative | gradual.", choices=SCHEDULES)
+    retrain_epochs: int = option(5, "Retraining epochs with the masks held.", minimum=0)
+    retrain_lr: float | None = option(None, "Learning rate of the retraining (default --lr).",
+                                      minimum=0.0, exclusive_minimum=True, kind="float")
+    iterative_keep_ratios: tuple | None = option(
+        None, "Keep ratios of the iterative stages (default: halving from 0.5 down to "
+        "--keep_ratio).", list_of=float, minimum=0.0, exclusive_minimum=True, maximum=1.0)
+    gradual_end_fraction: float = option(0.5, "Share of the retraining steps over which the "
+                                         "gradual ramp runs.", minimum=0.0,
+                                         exclusive_minimum=True, maximum=1.0)
+    gradual_frequency: int | None = option(None, "Steps between mask updates of the gradual "
+                                           "schedule (default: about 10 updates).", minimum=1,
+                                           kind="integer")
+    min_kernel_size: int = option(256, "Kernels with fewer weights stay dense.", minimum=1)
+    small_kernel_fallback: str = option("flatten", "Basis for kernels too small for one level "
+                                        "along their spatial axes.", choices=FALLBACKS)
+    layer_overrides: dict | None = option(
+        None, "Per-layer plan settings as JSON, e.g. '{\"fc1\": {\"geometry\": [28, 28, 1], "
+        "\"level\": 1}, \"logits\": {\"skip\": true}}' (keys: basis, mode, level, geometry, "
+        "small_kernel_fallback, skip).", kind="json")
+    # storage
+    quantize: str | None = option("kmeans", "Values of kept coefficients: none | float16 | int8 "
+                                  "| kmeans.", choices=QUANTIZERS)
+    quant_bits: int = option(6, "Codebook bits for --quantize=kmeans.", minimum=1, maximum=8)
+    codec: str = option("lzma", "Entropy coder of the file.", choices=CODECS)
+    small_weights: str = option("float32", "Storage of the weights kept dense (biases, small "
+                                "kernels).", choices=SMALL_WEIGHTS)
+    # measurement
+    latency_batch_size: int = option(32, "Batch size of the latency measurement.", minimum=1)
+    latency_repeats: int = option(30, "Timed repeats of the latency measurement (median).",
+                                  minimum=1)
+    # extension points (Python only)
+    dense_callbacks: list = option(default_factory=list, flag=False)
+    retrain_callbacks: list = option(default_factory=list, flag=False)
+    model_fn: object = option(None, flag=False)
+
+    def validate(self):
+        """Checks every setting; raises `OptionError` naming the bad one and the valid choices."""
+        from dwt_keras import wavelets
+        from dwt_keras.compression import bases
+        from dwt_keras.experiments.registry import MODELS
+        from dwt_keras.spectral.setup import spectral_setup
+
+        if self.quantize is None:
+            self.quantize = "none"
+        if self.max_train_samples == 0:
+            self.max_train_samples = None
+        if isinstance(self.mlp_widths, list):
+            self.mlp_widths = tuple(self.mlp_widths)
+        validate_common(self)
+        if self.model_fn is None and self.model not in MODELS:
+            raise OptionError("model", f"`model` must be one of {', '.join(sorted(MODELS))}. "
+                                       f"Received: model={self.model!r}")
+        _named("wavelet", bases.basis_kind, self.wavelet)
+        _named("mode", wavelets.validate_mode, self.mode)
+        if self.threshold is not None:
+            if self.schedule != "oneshot":
+                raise OptionError("threshold", "`threshold` works with schedule='oneshot' only "
+                                  "(iterative and gradual schedules are defined by keep ratios). "
+                                  f"Received: threshold={self.threshold}, "
+                                  f"schedule={self.schedule!r}")
+        elif self.keep_ratio is None:
+            raise OptionError("keep_ratio", "Set one of `keep_ratio` and `threshold`. "
+                                            "Received: keep_ratio=None, threshold=None")
+        if self.schedule != "oneshot" and self.retrain_epochs < 1:
+            raise OptionError("retrain_epochs", f"schedule {self.schedule!r} needs "
+                              f"retrain_epochs >= 1. Received: retrain_epochs={self.retrain_epochs}")
+        if self.layer_overrides is not None and not (
+                isinstance(self.layer_overrides, dict)
+                and all(isinstance(v, dict) for v in self.layer_overrides.values())):
+            raise OptionError("layer_overrides", "`layer_overrides` must be a dict "
+                              "{layer: {setting: value}}. "
+                              f"Received: layer_overrides={self.layer_overrides!r}")
+        _named("spectral_reg", spectral_setup, self)
+        check_curriculum(self, self.epochs)
+        return self
+
+    @property
+    def stored_quantize(self):
+        """`quantize` as `save_compressed` takes it (None for float32 values)."""
+        return None if self.quantize in (None, "none") else self.quantize
+
+
+def _named(option_name, check, value):
+    """Runs a library check and names the option in its error."""
+    try:
+        return check(value)
+    except OptionError:
+        raise
+    except ValueError as e:
+        raise OptionError(option_name, str(e)) from None
+
+
+def check_curriculum(config, epochs):
+    """A spectral curriculum must end within the dense training's `epochs`.
+
+    A curriculum longer than the training would end it on filtered inputs (with the `linear`
+    profile never on the data the model is tested on), so it is refused rather than truncated.
+    """
+    if config.spectral_reg and int(config.truncation_epochs) > int(epochs):
+        raise OptionError(
+            "truncation_epochs", "`truncation_epochs` exceeds the dense training epochs: the "
+            "spectral curriculum must end within the dense training; lower truncation_epochs or "
+            f"raise epochs. Received: truncation_epochs={config.truncation_epochs}, "
+            f"epochs={epochs}")
+
+
+# --------------------------------------------------------------------------------------------
+# The pieces the app and the tuner share
+
+
+def iterative_ratios(config):
+    """Keep ratios of the iterative schedule: halving from 0.5 down to ``keep_ratio``."""
+    if config.iterative_keep_ratios is not None:
+        return [float(r) for r in config.iterative_keep_ratios]
+    ratios, r = [], 0.5
+    while r > config.keep_ratio * 1.5:
+        ratios.append(r)
+        r /= 2
+    ratios.append(float(config.keep_ratio))
+    return ratios
+
+
+def make_schedule(config, steps_per_epoch, start_step=0):
+    """The schedule callback of the retraining phase.
+
+    Args:
+        config: a `CompressionConfig`.
+        steps_per_epoch: optimizer steps per retraining epoch.
+        start_step: the optimizer step at which the retraining starts (the tuner continues the
+            dense training's optimizer).
+
+    Returns:
+        `(callback, retrain_epochs, final_sparsity_epoch)`: the epochs the retraining runs and
+        the first epoch at the final sparsity (early stopping starts there).
+    """
+    from dwt_keras.compression import callbacks
+
+    common = dict(basis=config.wavelet, mode=config.mode, level=config.level,
+                  scope=config.scope, keep_approximation=config.keep_approximation,
+                  min_kernel_size=config.min_kernel_size, layer_overrides=config.layer_overrides,
+                  small_kernel_fallback=config.small_kernel_fallback,
+                  verbose=1 if config.verbose else 0)
+    if config.schedule == "oneshot":
+        cb = callbacks.OneShotCompression(keep_ratio=None if config.threshold is not None
+                                          else config.keep_ratio, threshold=config.threshold,
+                                          at_step=int(start_step), **common)
+        return cb, config.retrain_epochs, 0
+    if config.schedule == "iterative":
+        ratios = iterative_ratios(config)
+        per_stage = max(1, config.retrain_epochs // len(ratios))
+        cb = callbacks.IterativeCompression(keep_ratios=ratios, epochs_per_stage=per_stage,
+                                            **common)
+        epochs = max(config.retrain_epochs, per_stage * len(ratios))
+        return cb, epochs, cb.final_stage_epoch()
+    total = config.retrain_epochs * steps_per_epoch
+    end = max(1, int(round(config.gradual_end_fraction * total)))
+    frequency = config.gradual_frequency or max(1, end // 10)
+    cb = callbacks.GradualCompression(final_keep=config.keep_ratio, initial_keep=1.0,
+                                      begin_step=int(start_step), end_step=int(start_step) + end,
+                                      frequency=frequency, **common)
+    return cb, config.retrain_epochs, int(math.ceil(end / steps_per_epoch))
+
+
+def _loss_and_metrics():
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
+
+
+def build(config, info):
+    """The model of the config: `config.model_fn(config, info)` or the registry's."""
+    from dwt_keras.experiments.registry import build_model
+
+    if config.model_fn is not None:
+        return config.model_fn(config, info)
+    return build_model(config.model, tuple(info["image_shape"]), info["num_classes"],
+                       options=config)
+
+
+def check_plan(config, model):
+    """Plans the model before training: unknown layer names in `layer_overrides`, or a model
+    without a compressible kernel, fail before any training."""
+    from dwt_keras.compression.bases import plan_model
+
+    try:
+        plans = plan_model(model, config.wavelet, mode=config.mode, level=config.level,
+                           min_kernel_size=config.min_kernel_size,
+                           layer_overrides=config.layer_overrides,
+                           small_kernel_fallback=config.small_kernel_fallback, warn=False)
+    except ValueError as e:
+        raise OptionError("layer_overrides" if "overrid" in str(e) else "wavelet", str(e)) \
+            from None
+    if not plans:
+        raise OptionError("min_kernel_size", f"Model {model.name!r} has no kernel of at least "
+                          f"{config.min_kernel_size} weights to compress. "
+                          f"Received: min_kernel_size={config.min_kernel_size}")
+    return plans
+
+
+def tensorboard_settings(config, samples=None):
+    """`standard_callbacks` keywords of a compression phase (the compression's transform)."""
+    from dwt_keras.compression import bases
+    from dwt_keras.compression.tensorboard import compression_histograms, compression_scalars
+
+    # The coefficient maps and histograms need a wavelet; the identity / DCT bases show haar's.
+    wavelet = config.wavelet if bases.basis_kind(config.wavelet) == "wavelet" else "haar"
+    level = config.level or 2
+    return {"sample_images": samples, "wavelet": wavelet, "level": level, "mode": config.mode,
+            "extra_scalars": [compression_scalars],
+            "histogram_fns": {"coefficients": compression_histograms(wavelet, level,
+                                                                     config.mode)}}
+
+
+def train_dense(run, model, config, train, validation, steps_per_epoch, spectral, callbacks=(),
+                epochs=None, initial_epoch=0, samples=None):
+    """Compiles and trains the dense model (spectral truncation of its inputs when enabled).
+
+    Early stopping (`early_stopping_patience` on the validation loss, restoring the best
+    weights) starts monitoring after the spectral curriculum, so restored weights always come
+    from an epoch trained on unfiltered inputs.
+    """
+    loss, metrics = _loss_and_metrics()
+    epochs = config.epochs if epochs is None else int(epochs)
+    run.compile(model, loss, metrics, steps_per_epoch, epochs)
+    start = config.truncation_epochs if spectral.enabled else 0
+    selection = Selection("val_loss", "min", patience=config.early_stopping_patience,
+                          restore="best_if_stopping", start_from_epoch=start)
+    if epochs <= initial_epoch:
+        return FitResult({}, 0, None, None, 0.0, [], False, model)
+    return run.fit(model, train, validation, epochs, "dense", selection,
+                   callbacks=[*config.dense_callbacks, *callbacks],
+                   spectral=spectral, initial_epoch=initial_epoch,
+                   tensorboard=tensorboard_settings(config, samples))
+
+
+def compress_and_retrain(run, model, config, train, validation, steps_per_epoch, callbacks=(),
+                         start_step=0, samples=None, compile_model=True):
+    """Compresses `model` with the config's schedule while retraining with the masks held.
+
+    Returns:
+        `(FitResult or None, retrain_epochs, schedule_callback)`.
+    """
+    from dwt_keras.compression.callbacks import CompressionMetrics
+
+    schedule, retrain_epochs, final_epoch = make_schedule(config, steps_per_epoch, start_step)
+    if compile_model:
+        loss, metrics = _loss_and_metrics()
+        run.compile(model, loss, metrics, steps_per_epoch, retrain_epochs,
+                    lr=config.retrain_lr or config.lr)
+    cbs = [schedule]
+    if config.log_dir:
+        cbs.append(CompressionMetrics(
+            log_dir=f"{config.log_dir}/{run.log_name}", quantize=config.stored_quantize,
+            bits=config.quant_bits, codec=config.codec, small_weights=config.small_weights))
+    cbs += [*config.retrain_callbacks, *callbacks]
+    selection = Selection("val_loss", "min", patience=config.early_stopping_patience,
+                          restore="best_if_stopping", start_from_epoch=final_epoch)
+    if retrain_epochs < 1:
+        schedule.set_model(model)
+        schedule.on_train_begin()
+        return None, 0, schedule
+    result = run.fit(model, train, validation, retrain_epochs, "retrain", selection,
+                     callbacks=cbs, tensorboard=tensorboard_settings(config, samples))
+    return result, retrain_epochs, schedule
+
+
+def store_and_reload(model, config, path):
+    """Writes the compressed file and loads it back: `(save_info, reloaded model)`."""
+    from dwt_keras.compression import storage
+
+    info = storage.save_compressed(model, path, quantize=config.stored_quantize,
+                                   bits=config.quant_bits, codec=config.codec,
+                                   small_weights=config.small_weights)
+    return info, storage.load_compressed(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The recipe
+
+
+class CompressionRecipe(Recipe):
+    """`apps/DWT_model.py`: dense training, compression with the masks held, the stored file."""
+
+    name = "compression"
+    config_class = CompressionConfig
+
+    def run_prefix(self, config):
+        model = config.model if config.model_fn is None else \
+            getattr(config.model_fn, "__name__", "model")
+        return f"{config.dataset}-{model}-{config.wavelet}"
+
+    def members_file(self, kind):
+        return "cv_report.json" if kind == "cv" else "ensemble_report.json"
+
+    def prepare(self, config, splits, environment):
+        from dwt_keras.compression import constraints
+        from dwt_keras.experiments.run import build_model
+
+        info = splits.info
+        model, build_info = build_model(config, environment.strategy,
+                                        lambda: build(config, info), info["num_classes"])
+        constraints.check_finite_weights(model)
+        check_plan(config, model)
+        return {"model": model, "build_info": build_info}
+
+    def train(self, run, splits, prepared):
+        from dwt_keras.compression import constraints, sizes
+        from dwt_keras.compression import report as rep
+        from dwt_keras.compression.bases import format_plan
+        from dwt_keras.evaluation import measure_latency
+        from dwt_keras.spectral.setup import spectral_setup
+        from dwt_keras.training.strategy import describe_strategy
+
+        c = config = run.config
+        model = prepared["model"]
+        run.build_info = prepared["build_info"]
+        info = splits.info
+        run.say(f"Run folder: {run.dir}")
+        train, validation, _ = run.datasets(splits)
+        steps = run.steps_per_epoch(len(splits.x_train))
+        samples = splits.x_val[:2] if len(splits.x_val) else splits.x_test[:2]
+
+        # ---- dense training (spectral truncation of its inputs when enabled) -------------
+        spectral = spectral_setup(c, log_dir=c.log_dir and f"{c.log_dir}/{run.log_name}/dense")
+        dense_fit = train_dense(run, model, c, train, validation, steps, spectral,
+                                samples=samples)
+        constraints.check_finite_weights(model)
+        run.set_phase("dense evaluation")
+        dense_eval = run.evaluate(model, splits)
+        dense_lat = measure_latency(model, splits.x_test, batch_size=c.latency_batch_size,
+                                    repeats=c.latency_repeats)
+        dense_path = run.save_model(model, "dense_model.keras")
+        run.files["dense_model"] = str(dense_path)
+        dense = rep.metrics_block(dense_eval, dense_lat)
+        dense.update(sizes.size_report(model, keras_path=dense_path))
+        dense["weight_zero_fraction"] = rep.weight_zero_fraction(model)
+        dense["n_params"] = int(model.count_params())
+        dense["epochs_trained"] = dense_fit.epochs_run
+        dense_weights = {l.name: np.asarray(l.kernel.numpy()) for l in model.layers
+                         if getattr(l, "kernel", None) is not None}
+        run.say(f"Dense model: test accuracy {dense_eval['accuracy']:.4f} "
+                f"(n={dense_eval['n']}), {dense['bytes_float32']:,} bytes as float32")
+        report = self._report_head(c, info, run, model.name)
+        report.update(dense=dense, history={"dense": dense_fit.history},
+                      spectral=self._spectral_block(spectral, dense_fit))
+        run.write_report(report)
+
+        # ---- compression + retraining with the masks held --------------------------------
+        retrain_fit, retrain_epochs, _ = compress_and_retrain(run, model, c, train, validation,
+                                                              steps, samples=samples)
+        state = constraints.get_state(model)
+        constraints.check_finite_weights(model)
+        hold = state.max_hold_error()
+
+        # ---- the compressed file, reloaded and evaluated --------------------------------
+        run.set_phase("writing the compressed file")
+        path = run.dir / "compressed_model.dwtc"
+        save_info, loaded = run._guard_disk(lambda: store_and_reload(model, c, path),
+                                            path.name)
+        run.files["compressed_model"] = str(path)
+        run.set_phase("compressed evaluation")
+        pruned_eval = run.evaluate(model, splits)
+        comp_eval = run.evaluate(loaded, splits)
+        comp_lat = measure_latency(loaded, splits.x_test, batch_size=c.latency_batch_size,
+                                   repeats=c.latency_repeats)
+        layers = state.layer_stats()
+        compressed = rep.metrics_block(comp_eval, comp_lat)
+        pruned_keras, pruned_keras_zip = sizes.keras_file_bytes(model)
+        file_bytes = int(path.stat().st_size)
+        compressed.update({
+            "coefficient_sparsity": state.coefficient_sparsity(),
+            "weight_zero_fraction": rep.weight_zero_fraction(loaded),
+            "bytes_compressed_file": file_bytes,
+            "compression_ratio": dense["bytes_float32"] / file_bytes,
+            "bytes_keras": pruned_keras,
+            "bytes_keras_zip": pruned_keras_zip,
+            "compression_ratio_vs_keras_zip": pruned_keras_zip / file_bytes,
+            "quantize": save_info["quantize"],
+            "quant_bits": c.quant_bits if save_info["quantize"] == "kmeans" else None,
+            "codec": c.codec,
+            "max_abs_weight_error_from_quantization": save_info["max_abs_weight_error"],
+            "pruned_float32_test_accuracy": pruned_eval["accuracy"],
+            "pruned_float32_test_loss": pruned_eval["test_loss"],
+            "mask_hold": hold,
+            "epochs_trained": (retrain_fit.epochs_run if retrain_fit is not None else 0),
+            "storage_layers": save_info["layers"],
+            "layers": layers,
+        })
+        report.update(retrain_epochs=retrain_epochs, plan=state.plan_dicts(),
+                      compressed=compressed,
+                      levels_used={p.layer: p.level for p in state.plans.values()})
+        report["history"]["retrain"] = retrain_fit.history if retrain_fit is not None else {}
+        first = next(iter(state.plans.values()))
+        report["first_layer_basis"] = first.basis_name
+        run.write_report(report)
+
+        # ---- plots ----------------------------------------------------------------------
+        if c.plots:
+            run.set_phase("plots")
+            histories = list(report["history"].items())
+            self._plot(run, "training_curves", "training_curves.png",
+                       lambda p: rep.plot_training_curves(
+                           histories, p, title=f"{c.dataset} / {model.name}: dense, then "
+                                               "retraining with masks held"))
+            self._plot(run, "layer_sparsity", "layer_sparsity.png",
+                       lambda p: rep.plot_layer_sparsity(layers, p))
+            self._plot(run, "receptive_fields", "receptive_fields.png",
+                       lambda p: rep.plot_receptive_fields(
+                           dense_weights[first.layer],
+                           np.asarray(state.layers[first.layer].kernel.numpy()),
+                           first.to_dict(), p,
+                           title=f"{first.layer}: dense (top) vs compressed with "
+                                 f"{first.basis_name} (bottom)"))
+
+        # ---- saliency maps and export of the final (decompressed) model -----------------
+        extras = run.finish(loaded, splits)
+        if run.build_info.get("transfer"):
+            extras["transfer"] = run.build_info["transfer"]
+        report["training_extras"] = {"options": _extras_options(c), **extras}
+        report["timing_s"] = {"dense_training": dense_fit.seconds,
+                              "compression_retraining": (retrain_fit.seconds
+                                                         if retrain_fit is not None else 0.0),
+                              "total": time.perf_counter() - run.t_start}
+        report["distribution"] = describe_strategy(run.strategy)
+        report["files"] = run.files
+        run.files["report"] = str(run.dir / "report.json")
+        rep.validate_report(report)
+        if c.verbose:
+            print("Per-layer plan:")
+            print(format_plan(list(state.plans.values())))
+            print(rep.summary_table(report))
+        return report
+
+    # ---- report pieces --------------------------------------------------------------------
+    @staticmethod
+    def _report_head(c, info, run, model_name):
+        return {
+            "dataset": {k: info[k] for k in ("name", "source", "n_train", "n_val", "n_test")},
+            "model": model_name,
+            "wavelet": c.wavelet, "mode": c.mode,
+            "level": c.level if c.level is not None else "auto",
+            "keep_ratio": c.keep_ratio if c.threshold is None else None,
+            "threshold": c.threshold, "schedule": c.schedule,
+            "selection": {"scope": c.scope, "keep_approximation": c.keep_approximation,
+                          "model_selection": "early stopping on the validation split (val_loss)",
+                          "evaluation": "test split"},
+            "machine": machine_info(), "config": config_dict(c), "files": run.files,
+        }
+
+    @staticmethod
+    def _spectral_block(spectral, fit):
+        hist = fit.history
+        return spectral_report(
+            spectral.options, hist.get("spectral_tau", []), hist.get("spectral_phase", []),
+            apply_to=spectral.apply_to,
+            phase="dense training only; validation, test, retraining and the saved models see "
+                  "unfiltered inputs",
+            early_stopping_from_epoch=spectral.options.truncation_epochs)
+
+    @staticmethod
+    def _plot(run, key, name, fn):
+        out = run.write_figure(fn, name)
+        if out is not None:
+            run.files[key] = out
+
+    # ---- folds and members --------------------------------------------------------------
+    def member_scalars(self, report):
+        c, d = report["compressed"], report["dense"]
+        return {"test_accuracy": c["test_accuracy"], "test_loss": c["test_loss"],
+                "f1_macro": c["f1_macro"], "compression_ratio": c["compression_ratio"],
+                "bytes_compressed_file": c["bytes_compressed_file"],
+                "dense_test_accuracy": d["test_accuracy"]}
+
+    def member_model(self, report):
+        from dwt_keras.compression.storage import load_compressed
+
+        return load_compressed(report["files"]["compressed_model"], attach_state=False)
+
+    def member_file(self, report):
+        return report["files"]["compressed_model"]
+
+    def members_report(self, kind, result, parent, config, splits, reports):
+        if kind == "cv":
+            return {**result, "run_dir": str(parent.dir),
+                    "folds_from": "training split (train + validation parts pooled)"}
+        dense_bytes = int(reports[0]["dense"]["bytes_float32"])
+        n = len(reports)
+        total = result["bytes"]["bytes_total"]
+        return {
+            "n_members": n, "seeds": result["seeds"], "evaluated_on": "test",
+            "test": result["test"], "members": [self.member_scalars(r) for r in reports],
+            "bytes": result["bytes"], "bytes_float32_ensemble": dense_bytes * n,
+            "compression_ratio": dense_bytes * n / total,
+            "compression_ratio_vs_one_dense_model": dense_bytes / total,
+            "members_test_accuracy": result["members_test_accuracy"],
+            "params": result["params"], "training_extras": result["training_extras"],
+            "ensemble_file": result["ensemble_file"], "run_dir": str(parent.dir)}
+
+
+def _extras_options(config):
+    names = ("lr_schedule", "augment", "l1", "l2", "dropout", "batch_norm", "cv_folds",
+             "early_stopping_patience", "ensemble", "saliency_images", "init_from", "freeze",
+             "export")
+    return {n: getattr(config, n) for n in names}
+
+
+RECIPE = CompressionRecipe()
+
+
+def run_compression(config, splits=None):
+    """Runs the compression recipe (folds / ensemble when the config asks); returns the report.
+
+    Args:
+        config: a `CompressionConfig` (validated first: bad settings raise `OptionError`, a
+            `ValueError`, before any data is loaded or any folder is created).
+        splits: optional `DatasetSplits` to use instead of loading `config.dataset`.
+    """
+    return RECIPE.execute(config, splits)
