@@ -4,14 +4,14 @@ accuracy stays within 0.3 points of dense (selected on VALIDATION, reported on T
     python benchmarks/bench_compression.py --epochs 10 --retrain_epochs 2 \
         --keep_ratios 0.05,0.03,0.02,0.015,0.01 --out benchmarks/results/compression_mnist
 
-Writes sweep.csv / sweep.json / pareto.png and dense.json into --out.
+Runs the sweep recipe (apps/compression_sweep.py); its run folder under --out holds
+sweep.csv / sweep.json / pareto.png, and dense.json is written beside it.
 """
 
 import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,44 +31,19 @@ def main():
     p.add_argument("--out", default="benchmarks/results/compression_mnist")
     a = p.parse_args()
 
-    import keras
-
-    from dwt_keras.compression import pipeline, sweep
-    from dwt_keras.data import make_datasets
+    from dwt_keras.experiments.sweep import SweepConfig, run_sweep
     from dwt_keras.utils.io import atomic_write_json
-    from dwt_keras.utils.seeding import set_seed
 
-    set_seed(a.seed)
-    cfg = pipeline.CompressionConfig(model=a.model, batch_size=a.batch_size, seed=a.seed)
-    splits = pipeline.load_data(cfg)
-    model = pipeline.build_model_for(cfg, splits.info)
-    pipeline.compile_model(model, cfg, 1e-3)
-    tr, va, _ = make_datasets(splits, batch_size=a.batch_size, seed=a.seed)
-    t0 = time.perf_counter()
-    hist = model.fit(tr, validation_data=va, epochs=a.epochs, verbose=2, callbacks=[
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)])
-    dense_s = time.perf_counter() - t0
-    os.makedirs(a.out, exist_ok=True)
-    partial = os.path.join(a.out, "rows_partial.jsonl")
-    if os.path.exists(partial):
-        os.remove(partial)
-
-    def on_row(row):
-        with open(partial, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    result = sweep.run_sweep(model, splits, bases=a.bases.split(","),
-                             keep_ratios=[float(r) for r in a.keep_ratios.split(",")],
-                             retrain_epochs=a.retrain_epochs, batch_size=a.batch_size,
-                             bits=a.quant_bits, tolerance=a.tolerance, on_row=on_row)
-    sweep.write_outputs(result, a.out, tolerance=a.tolerance,
-                        title=f"MNIST {a.model}: test accuracy vs compressed file size")
-    atomic_write_json(os.path.join(a.out, "dense.json"), {
-        **result.dense, "epochs_run": len(hist.history["loss"]), "dense_train_seconds": dense_s,
-        "n_train": splits.info["n_train"], "n_val": splits.info["n_val"],
-        "n_test": splits.info["n_test"], "args": vars(a)})
-    print(json.dumps({"dense": result.dense, "winner": result.winner,
-                      "selected": result.selected}, indent=1))
+    # The sweep recipe (what apps/compression_sweep.py runs), with this benchmark's settings.
+    result = run_sweep(SweepConfig(
+        model=a.model, batch_size=a.batch_size, seed=a.seed, epochs=a.epochs,
+        retrain_epochs=a.retrain_epochs, bases=tuple(a.bases.split(",")),
+        keep_ratios=tuple(float(r) for r in a.keep_ratios.split(",")), quant_bits=a.quant_bits,
+        tolerance=a.tolerance, save_dir=a.out, verbose=2))
+    atomic_write_json(os.path.join(a.out, "dense.json"), {**result["dense"], "args": vars(a),
+                                                           "run_dir": result["run_dir"]})
+    print(json.dumps({"dense": result["dense"], "winner": result["winner"],
+                      "selected": result["selected"]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def _parse_args(argv=None):
 def _build(variant, hidden, seq_len, jit):
     import keras
 
-    from dwt_keras.learnable.experiments import build_sequence_model
+    from dwt_keras.learnable.models import build_sequence_model
     from dwt_keras.learnable.recurrent import FastfoodGRU
     from dwt_keras.learnable.recurrent import WaveletGRU
 
@@ -72,7 +72,7 @@ def main(argv=None):
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from dwt_keras.learnable.experiments import adding_batch
+    from dwt_keras.learnable.tasks import adding_batch
 
     x, y = adding_batch(args.batch, args.seq_len, np.random.default_rng(0))
     jits = {"off": [False], "on": [True], "both": [False, True]}[args.jit]

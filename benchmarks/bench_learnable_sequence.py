@@ -1,7 +1,7 @@
 """Adding / copy-memory problems (Wolter et al. 2020) on a wall-clock budget, with learning curves.
 
 The same model, data and metric as `apps/learnable_wavelet.py --experiment adding|copy`
-(`dwt_keras.learnable.experiments`: `build_sequence_model`, `adding_batch` / `copy_batch`, the
+(`dwt_keras.learnable.models.build_sequence_model`, `dwt_keras.learnable.tasks`: `adding_batch` / `copy_batch`, the
 same seeds for the training stream, the validation set and the test set), but trained step by
 step until `--max_steps` or the `--deadline` (UTC), whichever comes first, so that a run on a
 shared CPU always ends with a measured test number. Every `--eval_every` steps it records the
@@ -75,7 +75,13 @@ def main(argv=None):
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from dwt_keras.learnable import experiments as ex
+    import types
+
+    from dwt_keras.learnable import models, tasks
+    from dwt_keras.learnable.recurrent import parse_compress
+
+    ex = types.SimpleNamespace(**vars(tasks), **vars(models), parse_compress=parse_compress,
+                               count_trainable=lambda m: int(sum(int(np.prod(v.shape)) for v in m.trainable_variables)))
     from dwt_keras.utils.io import atomic_write_json
 
     keras.utils.set_random_seed(args.seed)

@@ -43,7 +43,8 @@ def reloaded_accuracies(report):
     import keras
 
     from dwt_keras.compression import load_compressed
-    from dwt_keras.compression.pipeline import CompressionConfig, load_data
+    from dwt_keras.experiments.compression import CompressionConfig
+    from dwt_keras.experiments.run import load_data
     from dwt_keras.evaluation import evaluate_classifier
 
     cfg = report["config"]

@@ -1,6 +1,6 @@
 """Accuracy of W-MSA-tiny vs ViT-tiny on the CIFAR-10 subset, same budget, several seeds.
 
-Every run goes through the library pipeline (`dwt_keras.transformer.training.train`,
+Every run goes through the library pipeline (`dwt_keras.experiments.transformer.run_transformer`,
 the same code `apps/wmsa_cifar10.py` runs): validation split 10% of the 4000
 training images (selection of the best epoch on it), test on the 1000 test images.
 Runs are interleaved (seed 0: wmsa, vit; seed 1: ...) so a partial run still gives
@@ -31,7 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dwt_keras.transformer.analysis import VARIANTS  # noqa: E402
-from dwt_keras.transformer.training import TrainConfig, train  # noqa: E402
+from dwt_keras.experiments.transformer import TrainConfig  # noqa: E402
+from dwt_keras.experiments.transformer import run_transformer as train  # noqa: E402
 
 
 def variant_settings(name):

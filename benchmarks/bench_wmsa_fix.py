@@ -25,7 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from dwt_keras.transformer import models  # noqa: E402
-from dwt_keras.transformer.training import TrainConfig, train  # noqa: E402
+from dwt_keras.experiments.transformer import TrainConfig  # noqa: E402
+from dwt_keras.experiments.transformer import run_transformer as train  # noqa: E402
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -72,7 +73,7 @@ def main():
         seed=args.seed,
         verbose=2,
     )
-    rep = train(cfg, callbacks=[StopAfter(args.stop_after)])
+    rep = train(dataclasses.replace(cfg, extra_callbacks=[StopAfter(args.stop_after)]))
     model = keras.saving.load_model(os.path.join(rep["run_dir"], "last.keras"), compile=False)
     kern = model.blocks[0].attn.kernel
     kernel_params = None

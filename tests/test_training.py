@@ -1,5 +1,5 @@
-"""Tests for dwt_keras.training: schedules, augmentation, regularisation, cross-validation,
-ensembles, saliency, transfer learning, export and the flags."""
+"""Tests for dwt_keras.training: schedules and the optimizer factory, augmentation,
+regularisation, cross-validation, ensembles, saliency, transfer learning and export."""
 
 import copy
 import dataclasses
@@ -8,11 +8,9 @@ import math
 import keras
 import numpy as np
 import pytest
-from absl import flags
 
-from dwt_keras.training import (augmentation, cross_validation, ensemble, export, regularization,
-                                saliency, schedules, transfer)
-from dwt_keras.training.flags import TrainingOptions, define_training_flags
+from dwt_keras.training import (augmentation, cross_validation, ensemble, export, optimizers,
+                                regularization, saliency, schedules, transfer)
 
 
 def _mlp(input_shape=(8, 8, 1), classes=3, hidden=6):
@@ -89,10 +87,11 @@ def test_augmentation_layers_and_dataset():
 
     assert augmentation.resolve_augment("auto", (32, 32, 3)) == "cifar"
     assert augmentation.resolve_augment("auto", (28, 28, 1)) == "mnist"
-    assert augmentation.resolve_augment("crop_flip") == "cifar"
     assert augmentation.build_augmentation("none", (8, 8, 1)) is None
-    with pytest.raises(ValueError, match="Valid choices"):
-        augmentation.resolve_augment("mixup")
+    with pytest.raises(ValueError, match="must be one of"):
+        augmentation.resolve_augment("blur")
+    with pytest.raises(ValueError, match="layer recipes"):
+        augmentation.build_augmentation("mixup", (8, 8, 1))
 
     x = np.random.default_rng(0).random((4, 12, 12, 3), dtype=np.float32)
     aug = augmentation.build_augmentation("cifar", (12, 12, 3), seed=1)
@@ -107,6 +106,26 @@ def test_augmentation_layers_and_dataset():
     assert [b[0].shape[0] for b in batches] == [2, 2]
     assert not np.allclose(np.concatenate([b[0] for b in batches]), x[..., :1])
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), np.arange(4))
+    # crop_flip, per example with tf.image: only moves pixels or brings in the zero padding
+    crop_flip = augmentation.example_augmentation("crop_flip")
+    out = np.asarray(crop_flip(tf.constant(x[0])))
+    assert out.shape == x[0].shape and np.all(np.isin(np.round(out, 6),
+                                                       np.append(np.round(x[0], 6), 0.0)))
+    assert augmentation.example_augmentation("cifar") is None
+
+
+def test_training_dataset_mixes_one_hot_labels_only_in_training():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 8, 8, 3), dtype=np.float32)
+    y = tf.one_hot(np.arange(8) % 3, 3)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    mixed = augmentation.augment_training_dataset(ds, "randaugment,mixup", (8, 8, 3), seed=0)
+    labels = np.concatenate([b[1] for b in mixed])
+    assert labels.shape == (8, 3) and np.allclose(labels.sum(-1), 1.0)
+    assert not np.array_equal(labels, np.asarray(y))  # mixed pairs of labels
+    assert augmentation.augment_training_dataset(ds, "crop_flip", (8, 8, 3)) is ds
 
 
 # -- regularisation --------------------------------------------------------------------------
@@ -300,12 +319,17 @@ def test_transfer_from_keras_file(tmp_path):
 
 
 def test_transfer_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match="`init_from` is not a file"):
         transfer.check_init_from(tmp_path / "missing.keras")
     junk = tmp_path / "junk.dwtc"
     junk.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="neither"):
+    with pytest.raises(ValueError, match="neither a .keras archive nor a file the loaders read "
+                                         r"\(no other loader\)"):
         transfer.load_init_model(junk)
+    from dwt_keras.compression import load_compressed
+
+    with pytest.raises(ValueError, match="CompressedFileError"):
+        transfer.load_init_model(junk, loaders=(load_compressed,))
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -327,95 +351,38 @@ def test_export_measures_what_it_wrote(tmp_path, fmt):
 
 # -- flags -----------------------------------------------------------------------------------
 
-def _parse(argv):
-    fv = flags.FlagValues()
-    define_training_flags(fv)
-    fv(["prog", *argv])
-    return TrainingOptions.from_flags(fv)
+def test_one_optimizer_factory():
+    adamw = optimizers.make_optimizer("adamw", 1e-3, clipnorm=1.0, weight_decay=0.05)
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.clipnorm == 1.0
+    assert adamw.weight_decay == pytest.approx(0.05)
+    # norms, biases, embeddings and the W-MSA kernel's bandwidths are not decayed
+    kernel, bias = keras.Variable(np.ones(2), name="kernel"), keras.Variable(np.ones(2), name="bias")
+    assert adamw._use_weight_decay(kernel) and not adamw._use_weight_decay(bias)
+    rms = optimizers.make_optimizer("rmsprop", 1e-3)
+    assert rms.rho == 0.99 and rms.epsilon == 1e-16  # PyTorch's, see the docstring
+    assert optimizers.make_optimizer("sgd", 0.1).momentum == 0.9
+    with pytest.raises(ValueError, match="needs optimizer='adamw'"):
+        optimizers.make_optimizer("adam", 1e-3, weight_decay=0.1)
+    with pytest.raises(ValueError, match="must be one of adam"):
+        optimizers.make_optimizer("lamb", 1e-3)
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--cv_folds", "1"], "cv_folds"),
-    (["--ensemble", "0"], "ensemble"),
-    (["--init_from", "/no/such/model.keras"], "no such file"),
-    (["--lr_schedule", "linear"], "constant|none|step"),
-    (["--augment", "mixup"], "none|auto|mnist|cifar|crop_flip"),
-    (["--export", "onnx"], "none|tflite|savedmodel"),
-    (["--dropout", "1.0"], "dropout"),
-    (["--freeze"], "needs --init_from"),
-    (["--cv_folds", "3", "--ensemble", "2"], "cannot be combined"),
-])
-def test_flags_reject_bad_values_at_parse_time(argv, match):
-    with pytest.raises(flags.IllegalFlagValueError, match=match):
-        _parse(argv)
+def test_learning_rate_of_a_phase():
+    lr = schedules.make_learning_rate(1.0, steps_per_epoch=10, epochs=3, lr_decay=0.8)
+    assert [_lr_at(lr, s) for s in (0, 9, 10, 25)] == pytest.approx([1.0, 1.0, 0.8, 0.64])
+    warm = schedules.make_learning_rate(1e-3, 10, 5, "warmup_cosine", warmup_epochs=1)
+    assert _lr_at(warm, 0) == 0.0 and _lr_at(warm, 10) == pytest.approx(1e-3)
+    assert _lr_at(warm, 50) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="two schedules"):
+        schedules.make_learning_rate(1e-3, 10, 5, "cosine", lr_decay=0.9)
 
 
-def test_flags_good_values_and_python_validation(tmp_path):
-    path = tmp_path / "m.keras"
-    _mlp().save(path)
-    opts = _parse(["--cv_folds", "3", "--lr_schedule", "cosine", "--augment", "auto", "--l2",
-                   "1e-4", "--init_from", str(path), "--freeze", "--export", "tflite"])
-    assert (opts.cv_folds, opts.lr_schedule, opts.freeze, opts.export) == \
-        (3, "cosine", True, "tflite")
-    with pytest.raises(ValueError, match="cannot be combined"):
-        dataclasses.replace(opts, ensemble=2).validate()
-    with pytest.raises(ValueError, match="ensemble"):
-        TrainingOptions(ensemble=0).validate()
-    # an app that already owns a flag keeps it
-    fv = flags.FlagValues()
-    flags.DEFINE_integer("early_stopping_patience", 7, "app's own", flag_values=fv)
-    define_training_flags(fv)
-    fv(["prog"])
-    assert fv.early_stopping_patience == 7 and fv.ensemble == 1
-
-
-# -- the app helpers -------------------------------------------------------------------------
-
-def test_extras_helpers_end_to_end(tmp_path):
-    from dwt_keras.training import extras
-
-    splits = _splits(n=60)
-    splits.x_train = splits.x_train.repeat(2, 1).repeat(2, 2)
-    splits.x_val = splits.x_val.repeat(2, 1).repeat(2, 2)
-    splits.x_test = splits.x_test.repeat(2, 1).repeat(2, 2)
-    base = tmp_path / "base.keras"
-    _mlp(classes=5).save(base)
-
-    opts = TrainingOptions(init_from=str(base), freeze=True, dropout=0.2, ensemble=2,
-                           saliency_images=1, lr_schedule="cosine").validate()
-    model = extras.prepare_model(lambda: None, opts, num_classes=3)
-    assert model.output_shape[-1] == 3 and "fc1_dropout" in [l.name for l in model.layers]
-    assert [l.name for l in model.layers if l.trainable and l.weights] == ["head"]
-    lr = extras.learning_rate(opts, 0.1, n_train=40, batch_size=16, epochs=2)
-    assert _lr_at(lr, 0) == pytest.approx(0.1) and _lr_at(lr, 6) == pytest.approx(0.001)
-
-    def train_fn(fold_splits, seed):
-        keras.utils.set_random_seed(seed)
-        m = _mlp()
-        m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        m.fit(fold_splits.x_train, fold_splits.y_train, epochs=1, verbose=0)
-        return m
-
-    def store(m, i):
-        path = tmp_path / f"member{i}.keras"
-        m.save(path)
-        return path
-
-    out = extras.run_folds_or_ensemble(opts, splits, train_fn, seed=3, member_files=store)
-    ens = out.pop("model")
-    assert out["ensemble"]["n_members"] == 2 and out["ensemble"]["evaluated_on"] == "test"
-    sizes = [p.stat().st_size for p in sorted(tmp_path.glob("member*.keras"))]
-    assert out["ensemble"]["bytes"]["bytes_total"] == sum(sizes)
-    assert 0.0 <= out["ensemble"]["test"]["accuracy"] <= 1.0
-    assert ens.output_shape[-1] == 3
-
-    cv = extras.run_folds_or_ensemble(dataclasses.replace(opts, ensemble=1, cv_folds=2), splits,
-                                      train_fn)
-    assert len(cv["cross_validation"]["folds"]) == 2
-    assert extras.run_folds_or_ensemble(TrainingOptions(), splits, train_fn) is None
-
-    done = extras.finish_run(opts, model, splits, tmp_path / "run")
-    assert len(done["saliency"]["files"]) == 1 and done["transfer"]["head_replaced"]
-    assert "export" not in done
-    assert extras.training_callbacks(TrainingOptions(early_stopping_patience=2), None, model)[0] \
-        .patience == 2
+def test_augment_vocabulary_is_one_list():
+    assert augmentation.parse_augment("crop_flip,randaugment,mixup") == (
+        "crop_flip", "randaugment", "mixup")
+    assert augmentation.parse_augment("none") == () and augmentation.parse_augment(None) == ()
+    assert augmentation.needs_one_hot("cutmix") and not augmentation.needs_one_hot("cifar")
+    with pytest.raises(ValueError, match="entries must be among"):
+        augmentation.parse_augment("jitter")
+    with pytest.raises(ValueError, match="at most one"):
+        augmentation.parse_augment("mnist,auto")

@@ -86,8 +86,15 @@ def test_random_search_resumes_and_writes_results(tmp_path, data_dir, monkeypatc
     assert first["status"] == "COMPLETED"
     assert json.loads((project / "trial_1" / "trial.json").read_text())["status"] == "RUNNING"
 
-    monkeypatch.setattr(hypermodels.CompressionHyperModel, "fit", original)
+    resumed = []
+
+    def counting_fit(self, *args, **kwargs):
+        resumed.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hypermodels.CompressionHyperModel, "fit", counting_fit)
     result = search.run_search(config)   # the same command again
+    assert len(resumed) == 1              # only the interrupted trial is trained again
     assert result["project_dir"] == str(project)
     assert (result["n_trials"], result["n_completed"]) == (2, 2)
     again = json.loads((project / "trial_0" / "trial.json").read_text())
@@ -108,7 +115,9 @@ def test_random_search_resumes_and_writes_results(tmp_path, data_dir, monkeypatc
     assert report["evaluated_on"] == "test" and report["test"]["n"] == 10000
     from dwt_keras.compression import load_compressed
 
-    splits = search._load_data(config)
+    from dwt_keras.experiments.run import load_data
+
+    splits = load_data(config)
     stored = load_compressed(project / "best_model" / "model.dwtc", attach_state=False)
     val_acc = float(np.mean(np.argmax(stored.predict(splits.x_val, verbose=0), -1) ==
                             splits.y_val))
@@ -152,8 +161,8 @@ def test_wmsa_hypermodel_builds_and_fits():
 
     from dwt_keras.tuning.hypermodels import WMSAHyperModel
 
-    hm = WMSAHyperModel((8, 8, 1), 3, widths=(8,), depths=(1, 1), heads=(2,), levels=(1, 5),
-                        batch_sizes=(8,))
+    hm = WMSAHyperModel(None, (8, 8, 1), 3, widths=(8,), depths=(1, 1), heads=(2,),
+                        levels=(1, 5), batch_sizes=(8,))
     assert hm.levels == [1]   # 2**5 > 8: dropped
     hp = keras_tuner.HyperParameters()
     model = hm.build(hp)
@@ -231,18 +240,81 @@ def test_distributed_chief_and_worker(tmp_path, data_dir):
 
 
 def test_tune_flagfiles_parse():
-    script = (
-        "import glob, importlib.util, sys\n"
-        "spec = importlib.util.spec_from_file_location('tune', 'apps/tune.py')\n"
-        "tune = importlib.util.module_from_spec(spec); spec.loader.exec_module(tune)\n"
-        "from dwt_keras.tuning.search import project_name\n"
-        "for cfg in sorted(glob.glob('configs/tune_*.cfg')):\n"
-        "    tune.FLAGS.unparse_flags(); tune.FLAGS(['tune', '--flagfile=' + cfg])\n"
-        "    c = tune.config_from_flags(); print(cfg, c.tuner, c.search_space, project_name(c))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_app_env(),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) >= 4
-    assert {l.split()[1] for l in lines} == {"random", "bayesian", "hyperband"}
-    assert any(" wmsa " in l for l in lines)
+    import glob
+
+    from absl import flags
+
+    from dwt_keras import cli
+
+    seen = []
+    for path in sorted(glob.glob(str(ROOT / "configs" / "tune_*.cfg"))):
+        fv = flags.FlagValues()
+        cli.define_flags(search.SearchConfig, flag_values=fv)
+        fv(["tune", f"--flagfile={path}"])
+        c = cli.config_from_flags(search.SearchConfig, flag_values=fv).validate()
+        seen.append((c.tuner, c.search_space, search.project_name(c)))
+    assert len(seen) >= 4
+    assert {t for t, _, _ in seen} == {"random", "bayesian", "hyperband"}
+    assert any(space == "wmsa" for _, space, _ in seen)
+    assert len({name for _, _, name in seen}) == len(seen)
+
+
+# -- the tuner searches what the app trains ---------------------------------------------------
+
+def test_a_trial_builds_what_the_app_builds_with_the_same_values():
+    """For fixed hyperparameters, the tuner's trial and apps/DWT_model.py with the equivalent
+    flags get the same config, schedule (keep ratio at several steps), optimizer and model."""
+    import keras
+    import keras_tuner
+    from absl import flags
+
+    from dwt_keras import cli
+    from dwt_keras.experiments import compression
+    from dwt_keras.experiments.run import Run
+    from dwt_keras.tuning.hypermodels import CompressionHyperModel
+
+    fixed = dict(wavelet="db2", level=2, mode="periodization", keep_ratio=0.04,
+                 quantize="kmeans", lr=2e-3, batch_size=64)
+    for schedule in ("gradual", "iterative", "oneshot"):
+        base = search.SearchConfig(model="lenet300", epochs=3, retrain_epochs=4, seed=1)
+        hm = CompressionHyperModel(base, (28, 28, 1), 10)
+        hp = keras_tuner.HyperParameters()
+        for name, value in {**fixed, "schedule": schedule}.items():
+            hp.Fixed(name, value)
+        trial = hm.trial_config(hp)
+        fv = flags.FlagValues()
+        cli.define_flags(compression.CompressionConfig, flag_values=fv)
+        fv(["DWT_model.py", "--model=lenet300", "--epochs=3", "--retrain_epochs=4", "--seed=1",
+            "--truncation_epochs=1", f"--schedule={schedule}",
+            *(f"--{k}={v}" for k, v in fixed.items())])
+        app = cli.config_from_flags(compression.CompressionConfig, flag_values=fv).validate()
+        # Everything but where the run writes and how much it prints.
+        where = ("save_dir", "log_dir", "run_name", "verbose")
+        shared = [f.name for f in dataclasses.fields(app) if f.name not in where]
+        assert {k: getattr(trial, k) for k in shared} == {k: getattr(app, k) for k in shared}
+        # the same schedule: the keep ratio the callback applies at several steps
+        steps = 100
+        cb_trial, epochs_trial, final_trial = compression.make_schedule(trial, steps)
+        cb_app, epochs_app, final_app = compression.make_schedule(app, steps)
+        assert (type(cb_trial), epochs_trial, final_trial) == (type(cb_app), epochs_app, final_app)
+        if schedule == "gradual":
+            for step in (0, 10, 50, 120, 199, 400):
+                assert cb_trial.keep_at(step) == cb_app.keep_at(step)
+            assert cb_app.keep_at(400) == pytest.approx(0.04)
+            # the app's ramp: over the first half of the retraining steps
+            assert cb_app.keep_at(int(0.5 * 4 * steps)) == pytest.approx(0.04)
+            assert cb_app.keep_at(int(0.25 * 4 * steps)) > 0.04
+        elif schedule == "iterative":
+            assert cb_trial.keep_ratios == cb_app.keep_ratios == [0.5, 0.25, 0.125, 0.0625, 0.04]
+        # the same optimizer configuration and the same model
+        opt_trial = Run(trial, ".", None, track=False).make_optimizer(steps, trial.epochs)
+        opt_app = Run(app, ".", None, track=False).make_optimizer(steps, app.epochs)
+        ignore_name = {"name": None}  # Keras numbers the second optimizer's name
+        assert {**opt_trial.get_config(), **ignore_name} == {**opt_app.get_config(), **ignore_name}
+        keras.utils.set_random_seed(0)
+        model_trial = hm.build(hp)
+        keras.utils.set_random_seed(0)
+        model_app = compression.build(app, {"image_shape": (28, 28, 1), "num_classes": 10})
+        assert model_trial.to_json() == model_app.to_json()
+        for a, b in zip(model_trial.get_weights(), model_app.get_weights()):
+            np.testing.assert_array_equal(a, b)  # the same initialisation too

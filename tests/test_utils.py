@@ -91,9 +91,9 @@ def test_public_names_resolve_lazily():
 
     code = (
         "import sys, dwt_keras, dwt_keras.compression as c, dwt_keras.training as t, "
-        "dwt_keras.tuning as u\n"
+        "dwt_keras.tuning as u, dwt_keras.experiments as e, dwt_keras.utils as x\n"
         "assert 'keras' not in sys.modules, 'import dwt_keras must stay light'\n"
-        "missing = [m.__name__ + '.' + n for m in (dwt_keras, c, t, u) for n in m.__all__ "
+        "missing = [m.__name__ + '.' + n for m in (dwt_keras, c, t, u, e, x) for n in m.__all__ "
         "if not hasattr(m, n)]\n"
         "assert not missing, missing\n"
         "print(len(dwt_keras.__all__))\n"

@@ -367,8 +367,9 @@ class LearnableRecipe(Recipe):
         base = {"experiment": config.experiment, "fc1": config.fc1, "data": dict(splits.info),
                 "config": config_dict(config), "machine": machine_info(),
                 "run_dir": str(parent.dir), "runs": [r["run_dir"] for r in reports]}
-        members = [{k: r[k] for k in ("best_epoch", "best_val_accuracy", "epochs_run",
-                                      "train_seconds", "test_accuracy", "run_dir")}
+        members = [{"seed": r["config"]["seed"],
+                    **{k: r[k] for k in ("best_epoch", "best_val_accuracy", "epochs_run",
+                                         "train_seconds", "test_accuracy", "run_dir")}}
                    for r in reports]
         if kind == "cv":
             acc = result["summary"]["accuracy"]

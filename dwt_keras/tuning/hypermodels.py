@@ -115,6 +115,8 @@ def _trial_run(config, trial_dir, strategy, log_dir):
 
     directory = trial_dir if trial_dir is not None else pathlib.Path(tempfile.gettempdir())
     log_name = _trial_log_name(log_dir, trial_dir) if log_dir else None
+    # Every phase of the trial logs to <log_dir>/trials/<trial id>/execution<k>/<phase>.
+    config = dataclasses.replace(config, log_dir=str(log_dir) if log_dir else None)
     return Run(config, directory, types.SimpleNamespace(strategy=strategy), track=False,
                log_name=log_name)
 
@@ -238,6 +240,7 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         splits = _splits(x, y, validation_data, self.num_classes)
         trial_dir = _trial_dir(callbacks)
         run = _trial_run(config, trial_dir, self.strategy, self.log_dir)
+        config = run.config
         train, validation, _ = run.datasets(splits)
         steps = run.steps_per_epoch(len(splits.x_train))
         spectral = spectral_setup(config)
@@ -331,6 +334,7 @@ class WMSAHyperModel(keras_tuner.HyperModel):
         config = dataclasses.replace(self.trial_config(hp), epochs=int(epochs), verbose=verbose)
         splits = _splits(x, y, validation_data, self.num_classes)
         run = _trial_run(config, _trial_dir(callbacks), self.strategy, self.log_dir)
+        config = run.config
         run.compile(model, keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=float(config.label_smoothing)),
             lambda: [keras.metrics.CategoricalAccuracy(name="accuracy")],

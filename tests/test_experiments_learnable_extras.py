@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dwt_keras.learnable import experiments as ex
+from dwt_keras.experiments.learnable import LearnableConfig, run_learnable
+from dwt_keras.learnable import models as learnable_models
+from dwt_keras.spectral.truncation import SequenceImageTruncation
 from dwt_keras.spectral.dct import dct2
 from dwt_keras.spectral.truncation import SpectralTruncation, spectral_mask
 
@@ -89,65 +91,74 @@ def small_mnist(mnist_subset, monkeypatch):
 
 def _mnist(tmp_path, **kw):
     base = dict(experiment="mnist", fc1="wavelet", epochs=1, batch_size=64, save_dir=str(tmp_path),
-                verbose=0, plot=False)
-    return ex.ExperimentConfig(**{**base, **kw})
+                verbose=0, plots=False)
+    return LearnableConfig(**{**base, **kw})
 
 
 def _adding(tmp_path, **kw):
     base = dict(experiment="adding", rnn="wavelet", hidden=16, compress=("state",), levels=2, filter_length=4,
                 seq_len=10, epochs=1, steps_per_epoch=3, batch_size=8, n_val=16, n_test=32, optimizer="adam",
-                lr=1e-2, lr_decay=1.0, save_dir=str(tmp_path), verbose=0, plot=False)
-    return ex.ExperimentConfig(**{**base, **kw})
+                lr=1e-2, lr_decay=1.0, save_dir=str(tmp_path), verbose=0, plots=False)
+    return LearnableConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
     [
         (dict(experiment="adding", spectral_reg=True),
-         "spectral truncation needs image inputs; --experiment adding has sequences"),
-        (dict(experiment="copy", augment="mnist"), "--augment needs image inputs"),
+         "spectral truncation needs image inputs; experiment adding has sequences"),
+        (dict(experiment="copy", augment="mnist"), "`augment` needs image inputs"),
         (dict(experiment="adding", saliency_images=2), "mnist only"),
         (dict(experiment="smnist", ensemble=2), "mnist only"),
         (dict(experiment="copy", cv_folds=3), "mnist only"),
         (dict(experiment="adding", dropout=0.2), "has none"),
-        (dict(lr_schedule="cosine"), "two learning-rate schedules"),  # with mnist's lr_decay 0.8
-        (dict(lr_schedule="warmup"), "Valid choices: constant"),
-        (dict(spectral_reg=True, epochs=2, truncation_epochs=3), "must be <= epochs"),
-        (dict(spectral_reg=True, tau_init=0.0), r"\(0, 1\]"),
+        (dict(lr_schedule="cosine", lr_decay=0.8), "two schedules"),
+        (dict(lr_schedule="warmup"), "must be one of constant"),
+        (dict(spectral_reg=True, epochs=2, truncation_epochs=3), "must be <= `epochs`"),
+        (dict(spectral_reg=True, tau_init=0.0), "`tau_init` must be > 0.0"),
         (dict(spectral_reg=True, mask_profile="gauss"), "linear, cosine"),
-        (dict(cv_folds=1), "0 \\(off\\) or an integer >= 2"),
+        (dict(cv_folds=1), "must be 0 \\(off\\) or >= 2"),
         (dict(ensemble=0), ">= 1"),
-        (dict(init_from="/nonexistent/model.keras"), "no such file"),
-        (dict(freeze=True), "needs --init_from"),
-        (dict(export="onnx"), "Valid choices: none, tflite, savedmodel"),
+        (dict(init_from="/nonexistent/model.keras"), "is not a file"),
+        (dict(freeze=True), "needs `init_from`"),
+        (dict(export="onnx"), "must be one of none, tflite, savedmodel"),
     ],
 )
 def test_bad_extras_fail_before_any_work(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        ex.ExperimentConfig(**kwargs).validate()
+        LearnableConfig(**kwargs).validate()
+
+
+def test_a_schedule_replaces_the_experiments_step_decay():
+    # The experiment's lr_decay (mnist: 0.8) applies to the constant schedule only.
+    assert LearnableConfig(lr_schedule="cosine").validate().lr_decay == 1.0
+    assert LearnableConfig().validate().lr_decay == 0.8
+    config = LearnableConfig(experiment="smnist").validate()
+    assert (config.optimizer, config.hidden, config.clipnorm) == ("rmsprop", 58, 1.0)
 
 
 def test_sequence_image_truncation_filters_the_picture_not_the_stream():
     rng = np.random.default_rng(0)
     images = rng.random((3, 8, 8, 2)).astype("float32")
     seq = images.reshape(3, 64, 2)
-    layer = ex.SequenceImageTruncation((8, 8, 2), tau=0.2)
+    layer = SequenceImageTruncation((8, 8, 2), tau=0.2)
     want = SpectralTruncation(tau=0.2)(images, training=True)
     np.testing.assert_allclose(layer(seq, training=True), np.reshape(want, (3, 64, 2)), atol=1e-5)
     assert np.abs(np.asarray(want) - images).max() > 0.05  # it did filter
     np.testing.assert_array_equal(layer(seq, training=False), seq)  # identity outside training
-    clone = ex.SequenceImageTruncation.from_config(layer.get_config())
+    clone = SequenceImageTruncation.from_config(layer.get_config())
     assert clone.image_shape == (8, 8, 2) and clone.tau == pytest.approx(0.2)
     with pytest.raises(ValueError, match=r"expects sequences \(batch, 64, 2\)"):
-        ex.SequenceImageTruncation((8, 8, 2))(np.zeros((1, 60, 2), "float32"), training=True)
+        SequenceImageTruncation((8, 8, 2))(np.zeros((1, 60, 2), "float32"), training=True)
 
 
 def test_mnist_spectral_truncation_reaches_training_inputs_only(tmp_path, small_mnist, monkeypatch):
     holder = {}
-    monkeypatch.setattr(ex, "build_mnist_cnn", _with_probe(ex.build_mnist_cnn, (28, 28, 1), holder))
+    monkeypatch.setattr(learnable_models, "build_mnist_cnn",
+                        _with_probe(learnable_models.build_mnist_cnn, (28, 28, 1), holder))
     cfg = _mnist(tmp_path, fc1="dense", dense_units=16, epochs=3, spectral_reg=True, tau_init=0.05,
                  truncation_epochs=2)
-    report = ex.run_experiment(cfg)
+    report = run_learnable(cfg)
     spectral = report["spectral"]
     assert spectral["enabled"] and spectral["mask_profile"] == "cosine"
     # tau_init at epoch 1, tau_final at the last truncated epoch, then off (logged as 1)
@@ -179,11 +190,12 @@ def test_smnist_truncates_the_image_before_serialisation(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dwt_keras.data, "load_arrays", tiny)
     holder = {}
-    monkeypatch.setattr(ex, "build_sequence_model", _with_probe(ex.build_sequence_model, (8, 8, 1), holder))
-    cfg = ex.ExperimentConfig(experiment="smnist", rnn="gru", hidden=4, epochs=2, batch_size=10, optimizer="adam",
+    monkeypatch.setattr(learnable_models, "build_sequence_model",
+                        _with_probe(learnable_models.build_sequence_model, (8, 8, 1), holder))
+    cfg = LearnableConfig(experiment="smnist", rnn="gru", hidden=4, epochs=2, batch_size=10, optimizer="adam",
                               lr=1e-3, lr_decay=1.0, save_dir=str(tmp_path), verbose=0, spectral_reg=True,
-                              truncation_epochs=1, augment="mnist", plot=False)
-    report = ex.run_experiment(cfg)
+                              truncation_epochs=1, augment="mnist", plots=False)
+    report = run_learnable(cfg)
     assert report["spectral"]["tau_history"] == pytest.approx([0.05, 1.0])
     assert report["spectral"]["applied_to"] == "training images, before serialisation"
     high = holder["probe"].high.numpy()
@@ -191,10 +203,10 @@ def test_smnist_truncates_the_image_before_serialisation(tmp_path, monkeypatch):
 
 
 def test_mnist_regularisation_augmentation_lr_schedule_saliency_export(tmp_path, small_mnist, monkeypatch):
-    import dwt_keras.training.extras as extras
+    import dwt_keras.training.augmentation as augmentation
 
     zero_shares = []
-    original = extras.augment_train_dataset
+    original = augmentation.augment_training_dataset
 
     def recording(ds, *args, **kwargs):
         def record(x):
@@ -204,10 +216,10 @@ def test_mnist_regularisation_augmentation_lr_schedule_saliency_export(tmp_path,
         out = original(ds, *args, **kwargs)
         return out.map(lambda x, y: (tf.ensure_shape(tf.py_function(record, [x], tf.float32), x.shape), y))
 
-    monkeypatch.setattr(extras, "augment_train_dataset", recording)
+    monkeypatch.setattr(augmentation, "augment_training_dataset", recording)
     cfg = _mnist(tmp_path, fc1="fastfood", epochs=2, lr_schedule="cosine", lr_decay=1.0, l2=1e-3, dropout=0.1,
                  batch_norm=True, augment="mnist", saliency_images=1, export="tflite")
-    report = ex.run_experiment(cfg)
+    report = run_learnable(cfg)
     # cosine from lr 1.0 down to 1% over 2 epochs of 3 steps: the rate after epochs 1 and 2
     assert report["history"]["learning_rate"] == pytest.approx([0.505, 0.01], rel=1e-5)
     # noise: no exactly-zero background pixel left (raw MNIST: ~80% zeros)
@@ -231,21 +243,16 @@ def test_mnist_regularisation_augmentation_lr_schedule_saliency_export(tmp_path,
 
 
 def test_default_lr_schedule_keeps_the_step_decay(tmp_path, small_mnist):
-    report = ex.run_experiment(_mnist(tmp_path, epochs=2, fc1="dense", dense_units=16))
+    report = run_learnable(_mnist(tmp_path, epochs=2, fc1="dense", dense_units=16))
     assert report["history"]["learning_rate"] == pytest.approx([0.8, 0.64])  # lr_decay 0.8 per epoch
     assert report["spectral"] == {"enabled": False} and "regularization" not in report
 
 
 def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, small_mnist):
-    stopper = ex._callbacks(_mnist(tmp_path, early_stopping_patience=2), "val_accuracy", "max")[2]
-    assert stopper.patience == 2 and stopper.restore_best_weights and stopper.start_from_epoch == 0
-    # with truncation it waits for the curriculum to end
-    spectral = _mnist(tmp_path, early_stopping_patience=2, spectral_reg=True, epochs=6, truncation_epochs=4)
-    assert ex._callbacks(spectral, "val_accuracy", "max")[2].start_from_epoch == 4
     # A learning rate of 1e-9 leaves the validation accuracy flat: no improvement after epoch 1.
     cfg = _mnist(tmp_path, fc1="dense", dense_units=16, epochs=5, optimizer="sgd", lr=1e-9, lr_decay=1.0,
                  early_stopping_patience=1)
-    report = ex.run_experiment(cfg)
+    report = run_learnable(cfg)
     assert report["epochs_run"] == 2 and report["best_epoch"] == 1
     model = keras.saving.load_model(pathlib.Path(report["run_dir"]) / "model.keras")
     val_acc = np.mean(model.predict(small_mnist.x_val, verbose=0).argmax(-1) == small_mnist.y_val)
@@ -255,23 +262,26 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, small_mnist)
 def test_ensemble_averages_member_logits(tmp_path, small_mnist):
     import dwt_keras.training.ensemble  # noqa: F401 -- registers LogitAverage for loading
 
-    report = ex.run_experiment(_mnist(tmp_path, fc1="dense", dense_units=16, ensemble=2))
+    report = run_learnable(_mnist(tmp_path, fc1="dense", dense_units=16, ensemble=2))
     run = pathlib.Path(report["run_dir"])
-    members = [keras.saving.load_model(run / "members" / f"member{i}.keras") for i in range(2)]
-    ensemble = keras.saving.load_model(run / "model.keras")
+    member_files = [pathlib.Path(d) / "model.keras" for d in report["runs"]]
+    members = [keras.saving.load_model(f) for f in member_files]
+    ensemble = keras.saving.load_model(report["model_path"])
+    assert pathlib.Path(report["model_path"]).parent == run
     x = small_mnist.x_test
     logits = [m.predict(x, verbose=0) for m in members]
     assert np.abs(logits[0] - logits[1]).max() > 1e-3  # different seeds, different members
     np.testing.assert_allclose(ensemble.predict(x, verbose=0), np.mean(logits, axis=0), atol=1e-5)
     assert report["test_accuracy"] == pytest.approx(np.mean(np.mean(logits, 0).argmax(-1) == small_mnist.y_test))
-    assert report["params"] == sum(ex.count_trainable(m) for m in members)
-    sizes = [(run / "members" / f"member{i}.keras").stat().st_size for i in range(2)]
+    assert report["params"] == sum(
+        int(sum(int(np.prod(v.shape)) for v in m.trainable_variables)) for m in members)
+    sizes = [f.stat().st_size for f in member_files]
     assert report["ensemble"]["bytes"]["bytes_total"] == sum(sizes)
     assert [m["seed"] for m in report["members"]] == [0, 1]
 
 
 def test_cross_validation_reports_mean_of_fold_test_accuracies(tmp_path, small_mnist):
-    report = ex.run_experiment(_mnist(tmp_path, fc1="dense", dense_units=16, cv_folds=2))
+    report = run_learnable(_mnist(tmp_path, fc1="dense", dense_units=16, cv_folds=2))
     cv = report["cross_validation"]
     accs = [f["accuracy"] for f in cv["folds"]]
     assert len(accs) == 2 and report["test_accuracy"] == pytest.approx(np.mean(accs))
@@ -282,7 +292,7 @@ def test_cross_validation_reports_mean_of_fold_test_accuracies(tmp_path, small_m
 
 
 def test_adding_init_from_freeze_l2_and_a_reported_tflite_failure(tmp_path):
-    first = ex.run_experiment(_adding(tmp_path, l2=1e-3, export="tflite"))
+    first = run_learnable(_adding(tmp_path, l2=1e-3, export="tflite"))
     assert first["regularization"]["penalized_layers"] == ["readout"]
     assert first["regularization"]["layers_without_kernel_penalty"] == ["wavelet_gru"]
     # The TFLite converter rejects the recurrent loop: reported after training, not raised.
@@ -291,7 +301,7 @@ def test_adding_init_from_freeze_l2_and_a_reported_tflite_failure(tmp_path):
     src = pathlib.Path(first["run_dir"]) / "model.keras"
     assert src.is_file()
     before = keras.saving.load_model(src)
-    second = ex.run_experiment(_adding(tmp_path, init_from=str(src), freeze=True, export="savedmodel", seed=3))
+    second = run_learnable(_adding(tmp_path, init_from=str(src), freeze=True, export="savedmodel", seed=3))
     after = keras.saving.load_model(pathlib.Path(second["run_dir"]) / "model.keras")
     for w0, w1 in zip(before.get_layer("wavelet_gru").get_weights(), after.get_layer("wavelet_gru").get_weights()):
         np.testing.assert_array_equal(w0, w1)  # frozen: loaded and untouched
@@ -299,51 +309,46 @@ def test_adding_init_from_freeze_l2_and_a_reported_tflite_failure(tmp_path):
     assert second["transfer"]["freeze"] and second["transfer"]["trainable_layers"] == ["readout"]
     assert second["params"] == 16 + 1  # only the read-out trains
     assert second["export"]["max_abs_diff_vs_keras"] < 1e-5  # SavedModel handles the GRU loop
-    with pytest.raises(ValueError, match=r"inputs of shape \(10, 2\); --experiment copy has"):
-        ex.run_experiment(_adding(tmp_path, experiment="copy", init_from=str(src)))
+    with pytest.raises(ValueError, match=r"inputs of shape \(10, 2\); the data has \(30, 10\)"):
+        run_learnable(_adding(tmp_path, experiment="copy", init_from=str(src)))
 
 
 def test_app_flags(tmp_path):
-    script = (
-        "import importlib.util\n"
-        "spec = importlib.util.spec_from_file_location('app', 'apps/learnable_wavelet.py')\n"
-        "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)\n"
-        "F = app.FLAGS\n"
-        "def cfg(*argv):\n"
-        "    F.unparse_flags(); F(['app', *argv])\n"
-        "    try:\n"
-        "        return app.config_from_flags().validate()\n"
-        "    except ValueError as e:\n"
-        "        return 'ERR ' + str(e)\n"
-        "c = cfg()\n"
-        "print('DEFAULT', c.lr_schedule, c.lr_decay, c.spectral_reg, c.export)\n"
-        "c = cfg('--lr_schedule=cosine', '--spectral_reg', '--tau_init=0.2', '--truncation_epochs=3',\n"
-        "        '--mask_profile=linear', '--l2=1e-4', '--augment=mnist')\n"
-        "print('SET', c.lr_schedule, c.lr_decay, c.spectral_reg, c.tau_init, c.truncation_epochs,\n"
-        "      c.mask_profile, c.l2, c.augment)\n"
-        "print(cfg('--lr_schedule=cosine', '--lr_decay=0.9'))\n"
-        "print(cfg('--experiment=adding', '--spectral_reg'))\n"
-        "c = cfg('--flagfile=configs/learnable_mnist_wavelet_spectral.cfg')\n"
-        "print('CFGFILE', c.fc1, c.spectral_reg, c.truncation_epochs, c.epochs, c.lr_decay)\n"
-        "F.unparse_flags()\n"
-        "F(['app', '--experiment=copy', '--saliency_images=2', '--save_dir=' + SAVE])\n"
-        "try:\n"
-        "    app.main(['app'])\n"
-        "except app.app.UsageError as e:\n"
-        "    print('USAGE', e)\n"
-    )
+    """The flags of apps/learnable_wavelet.py are LearnableConfig's: defaults per experiment,
+    a schedule replacing the step decay, flag files, and one-line errors before any work."""
+    from absl import flags
+
+    from dwt_keras import cli
+
+    def cfg(*argv):
+        fv = flags.FlagValues()
+        cli.define_flags(LearnableConfig, flag_values=fv)
+        fv(["app", *argv])
+        try:
+            return cli.config_from_flags(LearnableConfig, flag_values=fv).validate()
+        except ValueError as e:
+            return "ERR " + str(e)
+
+    c = cfg()
+    assert (c.lr_schedule, c.lr_decay, c.spectral_reg, c.export) == ("constant", 0.8, False, "none")
+    c = cfg("--lr_schedule=cosine", "--spectral_reg", "--tau_init=0.2", "--truncation_epochs=3",
+            "--mask_profile=linear", "--l2=1e-4", "--augment=mnist")
+    assert (c.lr_schedule, c.lr_decay, c.spectral_reg, c.tau_init, c.truncation_epochs,
+            c.mask_profile, c.l2, c.augment) == ("cosine", 1.0, True, 0.2, 3, "linear", 1e-4,
+                                                 "mnist")
+    assert "two schedules" in cfg("--lr_schedule=cosine", "--lr_decay=0.9")
+    assert cfg("--experiment=adding", "--spectral_reg").startswith(
+        "ERR spectral truncation needs image inputs; experiment adding has sequences")
+    c = cfg(f"--flagfile={REPO / 'configs' / 'learnable_mnist_wavelet_spectral.cfg'}")
+    assert (c.fc1, c.spectral_reg, c.truncation_epochs, c.epochs, c.lr_decay) == \
+        ("wavelet", True, 5, 20, 0.8)
+    # the old flag names still work
+    c = cfg("--train_samples=100", "--noplot")
+    assert c.max_train_samples == 100 and c.plots is False
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-    script = f"SAVE = {str(tmp_path / 'bad')!r}\n" + script
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = proc.stdout.strip().splitlines()
-    assert "DEFAULT constant 0.8 False none" in lines
-    assert "SET cosine 1.0 True 0.2 3 linear 0.0001 mnist" in lines  # the schedule replaces lr_decay
-    assert any(l.startswith("ERR") and "two learning-rate schedules" in l for l in lines)
-    assert any(l.startswith("ERR spectral truncation needs image inputs; --experiment adding has sequences")
-               for l in lines)
-    assert "CFGFILE wavelet True 5 20 0.8" in lines
-    # main() turns the error into a usage error before any data is loaded or a run folder made
-    assert "USAGE --saliency_images is supported for --experiment mnist only, not copy." in lines
+    proc = subprocess.run([sys.executable, "apps/learnable_wavelet.py", "--experiment=copy",
+                           "--saliency_images=2", f"--save_dir={tmp_path / 'bad'}"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "error: --saliency_images is supported for experiment mnist only" in proc.stderr
     assert not (tmp_path / "bad").exists()
