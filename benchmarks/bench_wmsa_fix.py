@@ -14,6 +14,7 @@ Usage:
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
