@@ -31,63 +31,66 @@ __all__ = ["run_members"]
 def run_members(recipe, config, splits=None):
     """Runs `config.cv_folds` folds or `config.ensemble` members of `recipe`; returns the
     summary report (also written into the parent folder)."""
-    from dwt_keras.training.cross_validation import fold_splits, summarize_folds
-
     kind = "cv" if config.cv_folds else "ensemble"
     count = int(config.cv_folds or config.ensemble)
     with Environment(config) as env:
         if recipe.resumable:
-            parent = Run.named(config, env, recipe.run_name(config), recipe=recipe.name)
-            finished = recipe.finished_report(parent, config)
+            parent, finished = recipe.open_resumable(config, env)
             if finished is not None:
                 return finished
-            recipe.check_resume(parent, config)
         splits = load_data(config) if splits is None else splits
         if not recipe.resumable:
             parent = Run.new(config, env, f"{kind}{count}-{recipe.run_prefix(config)}",
                              recipe=recipe.name)
-    with parent:
-        if recipe.resumable:
-            recipe.write_config(parent, config)
-        name = "fold" if kind == "cv" else "member"
-        members = []
-        if kind == "cv":
-            parts = list(fold_splits(splits, count, seed=config.seed))
-        else:
-            parts = [(i, splits) for i in range(count)]
-        for i, member_splits in parts:
-            parent.set_phase(f"{name} {i + 1} of {count}")
-            member_config = dataclasses.replace(
-                config, cv_folds=0, ensemble=1, seed=int(config.seed) + i,
-                save_dir=str(parent.dir), run_name=f"{name}{i}",
-                log_dir=(None if not config.log_dir else f"{config.log_dir}/{parent.dir.name}"),
-                # Ensemble members skip saliency and export: they apply to the averaged model.
-                **({} if kind == "cv" else {"saliency_images": 0, "export": "none"}))
-            report = recipe.run_one(member_config, splits=member_splits)
-            members.append((i, member_splits, report))
-        parent.set_phase(f"{'cross-validation' if kind == 'cv' else 'ensemble'} summary")
-        if kind == "cv":
-            rows = []
-            for i, member_splits, report in members:
-                row = dict(recipe.member_scalars(report))
-                row.update(fold=i, n_train=int(member_splits.info["n_train"]),
-                           n_val=int(member_splits.info["n_val"]),
-                           run_dir=str(report.get("run_dir")))
-                rows.append(row)
-            summary = summarize_folds([{k: v for k, v in r.items()
-                                        if k not in ("fold", "n", "n_train", "n_val", "run_dir")}
-                                       for r in rows])
-            result = {"cv_folds": count, "seed": int(config.seed), "evaluated_on": "test",
-                      "folds_from": "training split (train + validation parts pooled); each "
-                                    "fold validates on its own fold",
-                      "folds": rows, "summary": summary}
-        else:
-            result = _ensemble(recipe, config, splits, parent, [m[2] for m in members])
-        report = recipe.members_report(kind, result, parent, config, splits,
-                                       [m[2] for m in members])
-        report.setdefault("run_dir", str(parent.dir))
-        parent.write_json(recipe.members_file(kind), report)
-        return report
+        with parent:
+            if recipe.resumable:
+                recipe.write_config(parent, config)
+            return _run_parts(recipe, config, splits, parent, kind, count)
+
+
+def _run_parts(recipe, config, splits, parent, kind, count):
+    """The folds / members of `run_members` inside their parent run, then the summary."""
+    from dwt_keras.training.cross_validation import fold_splits
+
+    name = "fold" if kind == "cv" else "member"
+    parts = list(fold_splits(splits, count, seed=config.seed)) if kind == "cv" \
+        else [(i, splits) for i in range(count)]
+    members = []
+    for i, member_splits in parts:
+        parent.set_phase(f"{name} {i + 1} of {count}")
+        member_config = dataclasses.replace(
+            config, cv_folds=0, ensemble=1, seed=int(config.seed) + i,
+            save_dir=str(parent.dir), run_name=f"{name}{i}",
+            log_dir=(None if not config.log_dir else f"{config.log_dir}/{parent.dir.name}"),
+            # Ensemble members skip saliency and export: they apply to the averaged model.
+            **({} if kind == "cv" else {"saliency_images": 0, "export": "none"}))
+        members.append((i, member_splits, recipe.run_one(member_config, splits=member_splits)))
+    parent.set_phase(f"{'cross-validation' if kind == 'cv' else 'ensemble'} summary")
+    reports = [m[2] for m in members]
+    result = _cross_validation(recipe, config, members) if kind == "cv" \
+        else _ensemble(recipe, config, splits, parent, reports)
+    report = recipe.members_report(kind, result, parent, config, splits, reports)
+    report.setdefault("run_dir", str(parent.dir))
+    parent.write_json(recipe.members_file(kind), report)
+    return report
+
+
+def _cross_validation(recipe, config, members):
+    from dwt_keras.training.cross_validation import summarize_folds
+
+    rows = []
+    for i, member_splits, report in members:
+        row = dict(recipe.member_scalars(report))
+        row.update(fold=i, n_train=int(member_splits.info["n_train"]),
+                   n_val=int(member_splits.info["n_val"]), run_dir=str(report.get("run_dir")))
+        rows.append(row)
+    summary = summarize_folds([{k: v for k, v in r.items()
+                                if k not in ("fold", "n", "n_train", "n_val", "run_dir")}
+                               for r in rows])
+    return {"cv_folds": len(rows), "seed": int(config.seed), "evaluated_on": "test",
+            "folds_from": "training split (train + validation parts pooled); each fold "
+                          "validates on its own fold",
+            "folds": rows, "summary": summary}
 
 
 def _ensemble(recipe, config, splits, parent, reports):

@@ -74,11 +74,9 @@ class Recipe:
         """One complete run (no folds, no members) in its own folder; returns the report."""
         with Environment(config) as env:
             if self.resumable:
-                run = Run.named(config, env, self.run_name(config), recipe=self.name)
-                finished = self.finished_report(run, config)
+                run, finished = self.open_resumable(config, env)
                 if finished is not None:
                     return finished
-                self.check_resume(run, config)
                 splits = self.load_data(config) if splits is None else splits
                 prepared = self.prepare(config, splits, env)
                 self.write_config(run, config)
@@ -112,6 +110,15 @@ class Recipe:
         raise NotImplementedError
 
     # ---- resumable runs ---------------------------------------------------------------------
+    def open_resumable(self, config, environment):
+        """`(run, finished_report)` of the folder named by the settings; the report is None
+        unless that run is finished (a run with other settings there is an error)."""
+        run = Run.named(config, environment, self.run_name(config), recipe=self.name)
+        finished = self.finished_report(run, config)
+        if finished is None:
+            self.check_resume(run, config)
+        return run, finished
+
     def write_config(self, run, config):
         from dwt_keras.utils.io import atomic_write_json
 
