@@ -164,20 +164,18 @@ def test_a_failed_run_records_the_error_and_a_killed_one_reads_interrupted(tmp_p
 
 
 def test_full_disk_names_the_folder_and_keeps_the_report(tmp_path, monkeypatch):
-    from dwt_keras.utils import io
-
     config, env = _run(tmp_path)
     with env:
         run = Run.new(config, env, "probe")
         run.write_report({"dense": {"test_accuracy": 0.9}})
-        original = io.atomic_write_json
+        original = engine.atomic_write_json
 
         def full(path, obj, indent=2):
             if pathlib.Path(path).name == "report.json":
                 raise OSError(errno.ENOSPC, "No space left on device")
             return original(path, obj, indent)
 
-        monkeypatch.setattr(io, "atomic_write_json", full)
+        monkeypatch.setattr(engine, "atomic_write_json", full)
         with pytest.raises(OSError, match=f"No space left on the device for report.json in "
                                           f"{run.dir}.*bytes are free"):
             run.write_report({"dense": {"test_accuracy": 0.9}, "compressed": {}})

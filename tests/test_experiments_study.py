@@ -120,10 +120,10 @@ def test_app_flags_to_config():
 
 
 def test_study_model_carries_regularisation(tmp_path):
-    from dwt_keras.experiments.run import build_model
+    from dwt_keras.experiments.run import prepare_model
 
     def built(config):
-        model, _ = build_model(config, None, lambda: recipe.build_study_model(
+        model, _ = prepare_model(config, None, lambda: recipe.build_study_model(
             config, (8, 8, 1), 2, seed=0), 2)
         return model
 

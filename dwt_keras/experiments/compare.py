@@ -14,8 +14,13 @@ import dataclasses
 import json
 import pathlib
 
+import keras
+
+from dwt_keras import data
 from dwt_keras.experiments.options import RunOptions
 from dwt_keras.experiments.run import Environment, Run, is_finished, run_state
+from dwt_keras.transformer import analysis
+from dwt_keras.transformer.analysis import measure_variant
 from dwt_keras.utils.options import OptionError, option, validate_options
 
 __all__ = ["CompareConfig", "run_compare", "finished_runs"]
@@ -41,8 +46,6 @@ class CompareConfig(RunOptions):
     plot_image: int = option(0, "Index of the test image used for attention maps.", minimum=0)
 
     def validate(self):
-        from dwt_keras.transformer import analysis
-
         validate_options(self)
         unknown = [v for v in self.variants if v not in analysis.VARIANTS]
         if unknown:
@@ -66,16 +69,12 @@ def finished_runs(runs_dir):
 
 
 def _measure(args):
-    from dwt_keras.transformer.analysis import measure_variant
-
     return measure_variant(**args)
 
 
 def run_compare(config):
     """Runs the comparison of `config` in a new run folder; returns its result."""
     import multiprocessing
-
-    from dwt_keras.transformer import analysis
 
     config.validate()
     with Environment(config) as env:
@@ -113,7 +112,6 @@ def run_compare(config):
 
 def _plots(run, config, finished):
     """`[plot_run, png, ...]`: attention maps and the learned kernel of a saved W-MSA run."""
-    from dwt_keras.transformer import analysis
 
     plot_run = config.plot_run
     if plot_run is None:
@@ -128,9 +126,6 @@ def _plots(run, config, finished):
                 break
     if not plot_run:
         return [None]
-    import keras
-
-    from dwt_keras import data
 
     run.set_phase("plots")
     model = keras.saving.load_model(pathlib.Path(plot_run) / "best.keras", compile=False)

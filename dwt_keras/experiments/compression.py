@@ -28,12 +28,25 @@ import dataclasses
 import math
 import time
 
+import keras
 import numpy as np
 
+from dwt_keras import wavelets
+from dwt_keras.compression import bases, callbacks, constraints
+from dwt_keras.compression import report as rep
+from dwt_keras.compression import sizes, storage
+from dwt_keras.compression.bases import format_plan, plan_model
+from dwt_keras.compression.callbacks import CompressionMetrics
+from dwt_keras.compression.storage import load_compressed
+from dwt_keras.compression.tensorboard import compression_histograms, compression_scalars
+from dwt_keras.evaluation import measure_latency
 from dwt_keras.experiments.options import RunOptions, TrainingOptions, validate_common
 from dwt_keras.experiments.recipe import Recipe, config_dict
-from dwt_keras.experiments.run import FitResult, Selection, machine_info
+from dwt_keras.experiments.registry import MODELS, build_model
+from dwt_keras.experiments.run import FitResult, Selection, machine_info, prepare_model
 from dwt_keras.spectral.options import SpectralOptions, spectral_report
+from dwt_keras.spectral.setup import spectral_setup
+from dwt_keras.training.strategy import describe_strategy
 from dwt_keras.utils.options import OptionError, option
 
 __all__ = ["CompressionConfig", "CompressionRecipe", "run_compression", "make_schedule",
@@ -124,10 +137,6 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
 
     def validate(self):
         """Checks every setting; raises `OptionError` naming the bad one and the valid choices."""
-        from dwt_keras import wavelets
-        from dwt_keras.compression import bases
-        from dwt_keras.experiments.registry import MODELS
-        from dwt_keras.spectral.setup import spectral_setup
 
         if self.quantize is None:
             self.quantize = "none"
@@ -222,7 +231,6 @@ def make_schedule(config, steps_per_epoch, start_step=0):
         `(callback, retrain_epochs, final_sparsity_epoch)`: the epochs the retraining runs and
         the first epoch at the final sparsity (early stopping starts there).
     """
-    from dwt_keras.compression import callbacks
 
     common = dict(basis=config.wavelet, mode=config.mode, level=config.level,
                   scope=config.scope, keep_approximation=config.keep_approximation,
@@ -251,14 +259,11 @@ def make_schedule(config, steps_per_epoch, start_step=0):
 
 
 def _loss_and_metrics():
-    import keras
-
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
 
 
 def build(config, info):
     """The model of the config: `config.model_fn(config, info)` or the registry's."""
-    from dwt_keras.experiments.registry import build_model
 
     if config.model_fn is not None:
         return config.model_fn(config, info)
@@ -269,7 +274,6 @@ def build(config, info):
 def check_plan(config, model):
     """Plans the model before training: unknown layer names in `layer_overrides`, or a model
     without a compressible kernel, fail before any training."""
-    from dwt_keras.compression.bases import plan_model
 
     try:
         plans = plan_model(model, config.wavelet, mode=config.mode, level=config.level,
@@ -288,8 +292,6 @@ def check_plan(config, model):
 
 def tensorboard_settings(config, samples=None):
     """`standard_callbacks` keywords of a compression phase (the compression's transform)."""
-    from dwt_keras.compression import bases
-    from dwt_keras.compression.tensorboard import compression_histograms, compression_scalars
 
     # The coefficient maps and histograms need a wavelet; the identity / DCT bases show haar's.
     wavelet = config.wavelet if bases.basis_kind(config.wavelet) == "wavelet" else "haar"
@@ -329,7 +331,6 @@ def compress_and_retrain(run, model, config, train, validation, steps_per_epoch,
     Returns:
         `(FitResult or None, retrain_epochs, schedule_callback)`.
     """
-    from dwt_keras.compression.callbacks import CompressionMetrics
 
     schedule, retrain_epochs, final_epoch = make_schedule(config, steps_per_epoch, start_step)
     if compile_model:
@@ -355,7 +356,6 @@ def compress_and_retrain(run, model, config, train, validation, steps_per_epoch,
 
 def store_and_reload(model, config, path):
     """Writes the compressed file and loads it back: `(save_info, reloaded model)`."""
-    from dwt_keras.compression import storage
 
     info = storage.save_compressed(model, path, quantize=config.stored_quantize,
                                    bits=config.quant_bits, codec=config.codec,
@@ -382,25 +382,15 @@ class CompressionRecipe(Recipe):
         return "cv_report.json" if kind == "cv" else "ensemble_report.json"
 
     def prepare(self, config, splits, environment):
-        from dwt_keras.compression import constraints
-        from dwt_keras.experiments.run import build_model
-
         info = splits.info
-        model, build_info = build_model(config, environment.strategy,
+        model, build_info = prepare_model(config, environment.strategy,
                                         lambda: build(config, info), info["num_classes"])
         constraints.check_finite_weights(model)
         check_plan(config, model)
         return {"model": model, "build_info": build_info}
 
     def train(self, run, splits, prepared):
-        from dwt_keras.compression import constraints, sizes
-        from dwt_keras.compression import report as rep
-        from dwt_keras.compression.bases import format_plan
-        from dwt_keras.evaluation import measure_latency
-        from dwt_keras.spectral.setup import spectral_setup
-        from dwt_keras.training.strategy import describe_strategy
-
-        c = config = run.config
+        c = run.config
         model = prepared["model"]
         run.build_info = prepared["build_info"]
         info = splits.info
@@ -561,8 +551,6 @@ class CompressionRecipe(Recipe):
                 "dense_test_accuracy": d["test_accuracy"]}
 
     def member_model(self, report):
-        from dwt_keras.compression.storage import load_compressed
-
         return load_compressed(report["files"]["compressed_model"], attach_state=False)
 
     def member_file(self, report):

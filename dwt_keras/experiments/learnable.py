@@ -37,12 +37,32 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from dwt_keras.experiments.options import RunOptions, TrainingOptions, validate_common
 from dwt_keras.experiments.recipe import Recipe, config_dict
+from dwt_keras.experiments.registry import build_model
 from dwt_keras.experiments.run import Selection, load_data, machine_info
+from dwt_keras.learnable.recurrent import WaveletGRUCell, parse_compress
+from dwt_keras.learnable.tasks import (
+    COPY_CATEGORIES,
+    COPY_DIGITS,
+    AddingAccuracy,
+    adding_accuracy,
+    adding_batch,
+    copy_batch,
+    generated_dataset,
+    plot_filters,
+    wavelet_layers,
+    wavelet_summary,
+)
+from dwt_keras.learnable.wavelet_dense import WaveletDense
 from dwt_keras.spectral.options import SpectralOptions, spectral_report
+from dwt_keras.spectral.setup import spectral_setup
+from dwt_keras.training.augmentation import augment_training_dataset
+from dwt_keras.training.regularization import KERNEL_LAYERS
 from dwt_keras.utils.options import OptionError, option
 
 __all__ = ["LearnableConfig", "ExperimentConfig", "LearnableRecipe", "run_learnable",
@@ -112,9 +132,6 @@ class LearnableConfig(SpectralOptions, TrainingOptions, RunOptions):
 
     def validate(self):
         """Resolves the experiment's defaults; raises `OptionError` for any invalid field."""
-        from dwt_keras.learnable.recurrent import WaveletGRUCell, parse_compress
-        from dwt_keras.learnable.wavelet_dense import WaveletDense
-        from dwt_keras.spectral.setup import spectral_setup
 
         if self.experiment not in EXPERIMENTS:
             raise OptionError("experiment", f"`experiment` must be one of "
@@ -204,12 +221,6 @@ class LearnableRecipe(Recipe):
 
     # ---- the MNIST CNN ----------------------------------------------------------------
     def _mnist(self, run, splits):
-        import keras
-
-        from dwt_keras.experiments.registry import build_model
-        from dwt_keras.learnable.tasks import wavelet_layers, wavelet_summary
-        from dwt_keras.spectral.setup import spectral_setup
-
         c = run.config
         spectral = spectral_setup(c, log_dir=c.log_dir)
         train, validation, _ = run.datasets(splits)
@@ -237,13 +248,6 @@ class LearnableRecipe(Recipe):
 
     # ---- the sequence tasks -------------------------------------------------------------
     def _sequence(self, run, task_data):
-        import keras
-
-        from dwt_keras.experiments.registry import build_model
-        from dwt_keras.learnable.tasks import (COPY_CATEGORIES, COPY_DIGITS, AddingAccuracy,
-                                               adding_accuracy, wavelet_layers, wavelet_summary)
-        from dwt_keras.spectral.setup import spectral_setup
-
         c = run.config
         task = c.experiment
         spectral = spectral_setup(c, log_dir=c.log_dir)
@@ -332,8 +336,6 @@ class LearnableRecipe(Recipe):
                 "machine": machine_info(), "run_dir": str(run.dir)}
 
     def _finish(self, run, model, splits, report, initial_filters, x_test=None, y_test=None):
-        from dwt_keras.learnable.tasks import plot_filters
-
         c = run.config
         if x_test is not None:  # the sequence tasks: saliency does not apply
             splits = _TestSplit(x_test, y_test)
@@ -356,8 +358,6 @@ class LearnableRecipe(Recipe):
                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     def member_model(self, report):
-        import keras
-
         return keras.saving.load_model(report["model_path"], compile=False)
 
     def member_file(self, report):
@@ -400,7 +400,6 @@ class _TestSplit:
 
 def _generated_task(config):
     """The adding / copy data: a generated training stream and fixed validation / test sets."""
-    from dwt_keras.learnable.tasks import adding_batch, copy_batch, generated_dataset
 
     make_batch = adding_batch if config.experiment == "adding" else copy_batch
     # Disjoint seeds: training stream, validation set and test set never share a generator.
@@ -417,9 +416,6 @@ def _generated_task(config):
 
 def _smnist_task(run, splits):
     """Sequential MNIST: images augmented and filtered as pictures, read out pixel by pixel."""
-    import tensorflow as tf
-
-    from dwt_keras.training.augmentation import augment_training_dataset
 
     c = run.config
     image_shape = tuple(splits.x_train.shape[1:])
@@ -445,10 +441,6 @@ def _spectral(config, history, applied_to):
 
 
 def _regularization_report(model, config):
-    import keras
-
-    from dwt_keras.training.regularization import KERNEL_LAYERS
-
     if not (config.l1 or config.l2 or config.dropout or config.batch_norm):
         return None
     # an ensemble's members share one architecture: report the first one's layers

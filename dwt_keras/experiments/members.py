@@ -24,6 +24,8 @@ import dataclasses
 import numpy as np
 
 from dwt_keras.experiments.run import Environment, Run, load_data
+from dwt_keras.training.cross_validation import fold_splits, summarize_folds
+from dwt_keras.training.ensemble import build_ensemble, ensemble_bytes
 
 __all__ = ["run_members"]
 
@@ -50,7 +52,6 @@ def run_members(recipe, config, splits=None):
 
 def _run_parts(recipe, config, splits, parent, kind, count):
     """The folds / members of `run_members` inside their parent run, then the summary."""
-    from dwt_keras.training.cross_validation import fold_splits
 
     name = "fold" if kind == "cv" else "member"
     parts = list(fold_splits(splits, count, seed=config.seed)) if kind == "cv" \
@@ -76,8 +77,6 @@ def _run_parts(recipe, config, splits, parent, kind, count):
 
 
 def _cross_validation(recipe, config, members):
-    from dwt_keras.training.cross_validation import summarize_folds
-
     rows = []
     for i, member_splits, report in members:
         row = dict(recipe.member_scalars(report))
@@ -94,8 +93,6 @@ def _cross_validation(recipe, config, members):
 
 
 def _ensemble(recipe, config, splits, parent, reports):
-    from dwt_keras.training.ensemble import build_ensemble, ensemble_bytes
-
     models = [recipe.member_model(r) for r in reports]
     params = [int(m.count_params()) for m in models]
     member_metrics = [parent.evaluate(m, splits) for m in models]

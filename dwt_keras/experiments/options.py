@@ -17,11 +17,14 @@ from dwt_keras.utils.options import OptionError, option, validate_options
 __all__ = ["RunOptions", "TrainingOptions", "STRATEGIES", "OPTIMIZERS", "LR_SCHEDULES",
            "EXPORT_FORMATS", "validate_common"]
 
+from dwt_keras.training.augmentation import parse_augment
+
 # Each vocabulary is defined once, by the module that implements it.
 from dwt_keras.training.export import EXPORT_FORMATS  # noqa: E402
 from dwt_keras.training.optimizers import OPTIMIZERS  # noqa: E402
 from dwt_keras.training.schedules import LR_SCHEDULES  # noqa: E402
 from dwt_keras.training.strategy import STRATEGIES  # noqa: E402
+from dwt_keras.training.transfer import check_init_from
 
 
 @dataclasses.dataclass
@@ -116,8 +119,6 @@ def validate_common(config):
 
     Raises `OptionError` (a `ValueError`) naming the argument.
     """
-    from dwt_keras.training.augmentation import parse_augment
-    from dwt_keras.training.transfer import check_init_from
 
     validate_options(config)
     if config.cv_folds == 1:

@@ -20,8 +20,16 @@ import dataclasses
 import json
 
 from dwt_keras.experiments.members import run_members
-from dwt_keras.experiments.run import (CONFIG_FILE, REPORT_FILE, Environment, Run, load_data,
-                                       run_state)
+from dwt_keras.experiments.run import (
+    CONFIG_FILE,
+    REPORT_FILE,
+    Environment,
+    Run,
+    load_data,
+    run_state,
+)
+from dwt_keras.spectral.options import SPECTRAL_FIELDS
+from dwt_keras.utils.io import atomic_write_json
 from dwt_keras.utils.options import OptionError
 
 __all__ = ["Recipe", "config_dict"]
@@ -120,14 +128,11 @@ class Recipe:
         return run, finished
 
     def write_config(self, run, config):
-        from dwt_keras.utils.io import atomic_write_json
-
         atomic_write_json(run.dir / CONFIG_FILE, config_dict(config))
 
     def _comparable(self, config):
         out = {k: v for k, v in config.items() if k not in self.resume_free}
         if not out.get("spectral_reg"):
-            from dwt_keras.spectral.options import SPECTRAL_FIELDS
 
             for k in SPECTRAL_FIELDS[1:]:
                 out.pop(k, None)

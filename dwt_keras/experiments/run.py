@@ -36,12 +36,37 @@ import socket
 import sys
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+from dwt_keras import data
+from dwt_keras.compression.sizes import save_keras_atomic
+from dwt_keras.compression.storage import load_compressed
+from dwt_keras.data import make_datasets
+from dwt_keras.evaluation import evaluate_classifier
+from dwt_keras.spectral.wrapper import PlainModelCallback
+from dwt_keras.training import regularization, transfer
+from dwt_keras.training.augmentation import augment_training_dataset, example_augmentation
+from dwt_keras.training.callbacks import (
+    EpochTimer,
+    ResumableEarlyStopping,
+    early_stopping_state,
+    read_history,
+    standard_callbacks,
+)
+from dwt_keras.training.export import export_model
+from dwt_keras.training.optimizers import make_optimizer
+from dwt_keras.training.saliency import write_saliency_pngs
+from dwt_keras.training.schedules import make_learning_rate
+from dwt_keras.training.strategy import get_strategy, mixed_precision_policy
+from dwt_keras.utils.io import atomic_write_json, check_writable_dir, make_run_dir
+from dwt_keras.utils.machine import cpu_model
 from dwt_keras.utils.options import OptionError
+from dwt_keras.utils.seeding import set_seed
 
-__all__ = ["Selection", "FitResult", "Environment", "Run", "load_data", "build_model", "fit_verbosity",
-           "run_state", "is_finished", "machine_info", "history_dict"]
+__all__ = ["Selection", "FitResult", "Environment", "Run", "load_data", "prepare_model",
+           "fit_verbosity", "run_state", "is_finished", "machine_info", "history_dict"]
 
 STATUS_FILE = "status.json"
 REPORT_FILE = "report.json"
@@ -56,11 +81,6 @@ STATES = ("running", "interrupted", "failed", "done")
 def machine_info():
     """What machine a run used (for reports)."""
     import platform
-
-    import keras
-    import tensorflow as tf
-
-    from dwt_keras.utils.machine import cpu_model
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "tensorflow": tf.__version__,
@@ -199,11 +219,6 @@ class Environment:
         self._previous_policy = None
 
     def __enter__(self):
-        import keras
-
-        from dwt_keras.training.strategy import get_strategy, mixed_precision_policy
-        from dwt_keras.utils.seeding import set_seed
-
         set_seed(int(self.config.seed))
         self._previous_policy = keras.mixed_precision.global_policy()
         if getattr(self.config, "mixed_precision", False):
@@ -215,8 +230,6 @@ class Environment:
         return self
 
     def __exit__(self, *exc):
-        import keras
-
         keras.mixed_precision.set_global_policy(self._previous_policy)
         return False
 
@@ -231,7 +244,6 @@ def load_data(config, image_data=True):
     Raises:
         OptionError: an unknown or unavailable dataset, with the one clear reason.
     """
-    from dwt_keras import data
 
     try:
         splits = data.load_arrays(config.dataset, data_dir=config.data_dir,
@@ -261,7 +273,7 @@ def _first_line(error):
     return text.splitlines()[-1] if text else type(error).__name__
 
 
-def build_model(config, strategy, build_fn, num_classes, input_shape=None):
+def prepare_model(config, strategy, build_fn, num_classes, input_shape=None):
     """Builds the model (or starts from `init_from`) and regularises it, under `strategy`.
 
     Sequential / Functional models: `init_from` loads the file as the model (head replaced when
@@ -273,8 +285,6 @@ def build_model(config, strategy, build_fn, num_classes, input_shape=None):
     Returns:
         `(model, info)`: the uncompiled model, and `{"transfer": ..., "penalised_kernels": ...}`.
     """
-    from dwt_keras.compression.storage import load_compressed
-    from dwt_keras.training import regularization, transfer
 
     c = config
     loaders = (load_compressed,)
@@ -303,7 +313,8 @@ def build_model(config, strategy, build_fn, num_classes, input_shape=None):
         got = tuple(model.inputs[0].shape[1:])
         if got != tuple(input_shape):
             raise OptionError("init_from", f"The model takes inputs of shape {got}; the data has "
-                                           f"{tuple(input_shape)}. Received: init_from={c.init_from!r}")
+                                           f"{tuple(input_shape)}. "
+                                           f"Received: init_from={c.init_from!r}")
     return model, {"transfer": info, "penalised_kernels": penalised}
 
 
@@ -350,7 +361,6 @@ class Run:
     @classmethod
     def new(cls, config, environment, prefix, recipe="run"):
         """A new, unique, timestamped run folder `<save_dir>/<run_name or prefix>-<time>`."""
-        from dwt_keras.utils.io import make_run_dir
 
         return cls(config, make_run_dir(config.save_dir, config.run_name or prefix), environment,
                    resumable=False, recipe=recipe)
@@ -371,8 +381,6 @@ class Run:
 
     # ---- status ----------------------------------------------------------------------------
     def write_status(self, state, **extra):
-        from dwt_keras.utils.io import atomic_write_json
-
         if not self.track:
             return
         status = {"state": state, "phase": self.phase, "recipe": self.recipe,
@@ -437,7 +445,6 @@ class Run:
 
         Recipes call it after each phase, so the metrics measured so far are never lost.
         """
-        from dwt_keras.utils.io import atomic_write_json
 
         if report is not None:
             self.report = report
@@ -449,7 +456,6 @@ class Run:
 
     def write_json(self, name, obj):
         """Writes `<run>/<name>` as JSON atomically (the report goes through `write_report`)."""
-        from dwt_keras.utils.io import atomic_write_json
 
         if name == REPORT_FILE:
             return self.write_report(obj)
@@ -460,7 +466,6 @@ class Run:
     def save_model(self, model, name):
         """Saves `model` (without optimizer state) as `<run>/<name>` atomically; returns the
         path."""
-        from dwt_keras.compression.sizes import save_keras_atomic
 
         path = self.dir / name
         self._guard_disk(lambda: save_keras_atomic(model, path), name,
@@ -484,8 +489,8 @@ class Run:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def build(self, build_fn, num_classes, input_shape=None):
-        """`build_model` under this run's strategy; `run.build_info` gets its info."""
-        model, self.build_info = build_model(self.config, self.strategy, build_fn, num_classes,
+        """`prepare_model` under this run's strategy; `run.build_info` gets its info."""
+        model, self.build_info = prepare_model(self.config, self.strategy, build_fn, num_classes,
                                              input_shape)
         return model
 
@@ -494,7 +499,6 @@ class Run:
 
     def learning_rate(self, steps_per_epoch, epochs, lr=None):
         """The phase's learning-rate schedule from the config (`make_learning_rate`)."""
-        from dwt_keras.training.schedules import make_learning_rate
 
         c = self.config
         return make_learning_rate(c.lr if lr is None else lr, steps_per_epoch, epochs,
@@ -503,7 +507,6 @@ class Run:
 
     def make_optimizer(self, steps_per_epoch, epochs, lr=None):
         """The one optimizer factory with the config's settings and the phase's schedule."""
-        from dwt_keras.training.optimizers import make_optimizer
 
         c = self.config
         return make_optimizer(c.optimizer, self.learning_rate(steps_per_epoch, epochs, lr),
@@ -539,10 +542,6 @@ class Run:
                 label smoothing, mixup and cutmix).
             seed: shuffling / augmentation seed (default: the config's).
         """
-        import tensorflow as tf
-
-        from dwt_keras.data import make_datasets
-        from dwt_keras.training.augmentation import augment_training_dataset, example_augmentation
 
         c = self.config
         seed = int(c.seed if seed is None else seed)
@@ -581,11 +580,6 @@ class Run:
             tensorboard: keyword arguments of `standard_callbacks` (with `log_dir` set), or None.
             sequence_image_shape: see `SpectralSetup.wrap`.
         """
-        import keras
-
-        from dwt_keras.spectral.wrapper import PlainModelCallback
-        from dwt_keras.training.callbacks import (EpochTimer, ResumableEarlyStopping,
-                                                  read_history, standard_callbacks)
 
         c = self.config
         self.set_phase(f"{phase} training")
@@ -651,7 +645,6 @@ class Run:
 
         stopped_before = False
         if selection.checkpoint and stopper is not None:
-            from dwt_keras.training.callbacks import early_stopping_state
 
             logged = read_history(history_path)
             state = early_stopping_state(logged, monitor, selection.mode)
@@ -711,7 +704,6 @@ class Run:
 
     def load_selected(self, custom_objects=None):
         """The model of the selected epoch of a checkpointed phase (`best.keras`)."""
-        import keras
 
         return keras.saving.load_model(self.dir / "best.keras", compile=False,
                                        custom_objects=custom_objects)
@@ -719,7 +711,6 @@ class Run:
     # ---- evaluation and finishing ---------------------------------------------------------
     def evaluate(self, model, splits):
         """Classification metrics of `model` on the TEST split (scikit-learn)."""
-        from dwt_keras.evaluation import evaluate_classifier
 
         return evaluate_classifier(model, splits.x_test, splits.y_test, batch_size=256,
                                    class_names=splits.info.get("class_names"), from_logits=True)
@@ -739,7 +730,6 @@ class Run:
         c = self.config
         out = {}
         if c.saliency_images:
-            from dwt_keras.training.saliency import write_saliency_pngs
 
             self.set_phase("saliency maps")
             n = int(c.saliency_images)
@@ -749,7 +739,6 @@ class Run:
             for item in out["saliency"].get("files", []):
                 self.files.setdefault("saliency", []).append(item)
         if c.export not in (None, "none"):
-            from dwt_keras.training.export import export_model
 
             self.set_phase(f"export ({c.export})")
             try:
@@ -769,8 +758,6 @@ class Run:
 
 
 def check_save_dir(config):
-    from dwt_keras.utils.io import check_writable_dir
-
     try:
         return check_writable_dir(config.save_dir)
     except ValueError as e:
@@ -778,8 +765,6 @@ def check_save_dir(config):
 
 
 def _is_functional(model):
-    import keras
-
     return model is not None and (isinstance(model, keras.Sequential)
                                   or type(model).__name__ == "Functional")
 

@@ -32,13 +32,24 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from dwt_keras.experiments.options import RunOptions, TrainingOptions, validate_common
 from dwt_keras.experiments.recipe import Recipe, config_dict
+from dwt_keras.experiments.registry import build_model
 from dwt_keras.experiments.run import Selection
+from dwt_keras.spectral import figures
+from dwt_keras.spectral import figures as figs
+from dwt_keras.spectral import study
 from dwt_keras.spectral.options import SpectralOptions
+from dwt_keras.spectral.setup import spectral_setup
 from dwt_keras.spectral.study import CONDITIONS, MODELS
+from dwt_keras.training.augmentation import needs_one_hot
+from dwt_keras.training.schedules import current_learning_rate
+from dwt_keras.utils.io import make_run_dir
+from dwt_keras.utils.machine import cpu_model
 from dwt_keras.utils.options import OptionError, option
+from dwt_keras.utils.seeding import set_seed
 
 __all__ = ["StudyConfig", "StudyRecipe", "run_study", "merge_studies", "build_study_model"]
 
@@ -86,8 +97,6 @@ class StudyConfig(SpectralOptions, TrainingOptions, RunOptions):
 
     def validate(self):
         """Raises `OptionError` for any invalid setting (before any training)."""
-        from dwt_keras.spectral.setup import spectral_setup
-        from dwt_keras.training.augmentation import needs_one_hot
 
         self.conditions, self.seeds = tuple(self.conditions), tuple(self.seeds)
         validate_common(self)
@@ -126,7 +135,6 @@ class StudyConfig(SpectralOptions, TrainingOptions, RunOptions):
 def build_study_model(config, input_shape, num_classes, seed):
     """The study's model: `small_cnn` (`width`, regularised by the engine) or W-MSA-tiny with
     the config's `dropout` (its initialisation follows the global seed)."""
-    from dwt_keras.experiments.registry import build_model
 
     if config.model == "wmsa":
         return build_model("wmsa", input_shape, num_classes, model_size="tiny",
@@ -157,8 +165,6 @@ class EpochRecorder(keras.callbacks.Callback):
         self._t_last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        from dwt_keras.training.schedules import current_learning_rate
-
         logits = self.model.predict(self.x_test, batch_size=self.batch_size, verbose=0)
         logs = dict(logs or {})
         self.records.append({
@@ -186,8 +192,6 @@ class StudyRecipe(Recipe):
         return f"spectral-study-{config.dataset}"
 
     def train(self, run, splits, prepared):
-        from dwt_keras.spectral import figures, study
-
         c = run.config
         if c.figures:
             run.write_figure(lambda p: figures.plot_mask_profiles(p, rolloff=c.mask_rolloff),
@@ -220,9 +224,6 @@ class StudyRecipe(Recipe):
 
     def run_single(self, run, splits, condition, seed):
         """Trains one (condition, seed) run; returns its per-epoch record and summary."""
-        from dwt_keras.spectral import study
-        from dwt_keras.spectral.setup import spectral_setup
-        from dwt_keras.utils.seeding import set_seed
 
         c = run.config
         set_seed(int(seed))
@@ -254,11 +255,6 @@ def _machine_line():
     import os
     import platform
 
-    import keras
-    import tensorflow as tf
-
-    from dwt_keras.utils.machine import cpu_model
-
     return (f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_model()}), TF "
             f"{tf.__version__}, Keras {keras.__version__}, "
             f"{'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}")
@@ -282,9 +278,6 @@ def run_study(config, splits=None):
 def merge_studies(paths, save_dir, figures=True, command=None):
     """Merges `spectral_study.json` files of one study run in parts (e.g. different seeds in
     parallel) into a new run folder; returns `(results, folder)`."""
-    from dwt_keras.spectral import figures as figs
-    from dwt_keras.spectral import study
-    from dwt_keras.utils.io import make_run_dir
 
     merged = study.merge_results([study.load_results(p) for p in paths],
                                  command=command or _command())

@@ -18,9 +18,23 @@ import os
 import tempfile
 import time
 
-from dwt_keras.experiments.compression import CompressionConfig, train_dense
+import keras
+
+from dwt_keras.compression import bases, constraints, storage
+from dwt_keras.compression.api import compress_model
+from dwt_keras.compression.report import plot_pareto
+from dwt_keras.compression.sizes import dense_float32_bytes
+from dwt_keras.experiments.compression import (
+    CompressionConfig,
+    _loss_and_metrics,
+    build,
+    train_dense,
+)
 from dwt_keras.experiments.recipe import Recipe, config_dict
 from dwt_keras.experiments.run import Selection
+from dwt_keras.spectral.options import spectral_report
+from dwt_keras.spectral.setup import spectral_setup
+from dwt_keras.utils.io import atomic_write_bytes
 from dwt_keras.utils.options import OptionError, option
 
 __all__ = ["SweepConfig", "SweepRecipe", "run_sweep", "select_rows", "DEFAULT_BASES"]
@@ -49,8 +63,6 @@ class SweepConfig(CompressionConfig):
                                     "training).")
 
     def validate(self):
-        from dwt_keras.compression import bases
-
         super().validate()
         for b in self.bases:
             try:
@@ -90,13 +102,6 @@ class SweepRecipe(Recipe):
         return f"sweep-{config.dataset}-{model}"
 
     def train(self, run, splits, prepared):
-        import keras
-
-        from dwt_keras.compression.sizes import dense_float32_bytes
-        from dwt_keras.experiments.compression import build
-        from dwt_keras.spectral.options import spectral_report
-        from dwt_keras.spectral.setup import spectral_setup
-
         c = run.config
         spectral = spectral_setup(c)
         history = {}
@@ -140,12 +145,6 @@ class SweepRecipe(Recipe):
         return result
 
     def _walk(self, run, model, splits, dense):
-        import keras
-
-        from dwt_keras.compression import constraints, storage
-        from dwt_keras.compression.api import compress_model
-        from dwt_keras.experiments.compression import _loss_and_metrics
-
         c = run.config
         weights = [w.copy() for w in model.get_weights()]
         architecture = model.to_json()
@@ -197,9 +196,6 @@ class SweepRecipe(Recipe):
     def _write(run, result, c):
         import csv
         import io
-
-        from dwt_keras.compression.report import plot_pareto
-        from dwt_keras.utils.io import atomic_write_bytes
 
         buf = io.StringIO()
         if result["rows"]:

@@ -31,10 +31,19 @@ import dataclasses
 import pathlib
 import shutil
 
+import keras
+
+from dwt_keras import wavelets
+from dwt_keras.evaluation import format_metrics_table
 from dwt_keras.experiments.options import RunOptions, TrainingOptions, validate_common
 from dwt_keras.experiments.recipe import Recipe, config_dict
+from dwt_keras.experiments.registry import build_model, transformer_dims
 from dwt_keras.experiments.run import Selection
 from dwt_keras.spectral.options import SpectralOptions, spectral_report
+from dwt_keras.spectral.setup import spectral_setup
+from dwt_keras.training.augmentation import parse_augment
+from dwt_keras.training.callbacks import attention_map_images, read_history
+from dwt_keras.transformer.attention import validate_heads
 from dwt_keras.utils.options import OptionError, option
 
 __all__ = ["TransformerConfig", "TrainConfig", "TransformerRecipe", "run_transformer",
@@ -86,11 +95,6 @@ class TransformerConfig(SpectralOptions, TrainingOptions, RunOptions):
 
     def validate(self):
         """Checks every setting that can be checked without data."""
-        from dwt_keras import wavelets
-        from dwt_keras.experiments.registry import transformer_dims
-        from dwt_keras.spectral.setup import spectral_setup
-        from dwt_keras.training.augmentation import parse_augment
-        from dwt_keras.transformer.attention import validate_heads
 
         if self.max_train_samples == 0:
             self.max_train_samples = None
@@ -127,7 +131,6 @@ def default_run_name(config):
 
     The same command gives the same name, which is what makes a re-run resume.
     """
-    from dwt_keras.experiments.registry import transformer_dims
 
     c = config
     d, n_blocks, heads = transformer_dims(c.model_size, c.embed_dim, c.depth, c.num_heads)
@@ -181,13 +184,6 @@ class TransformerRecipe(Recipe):
         return config.run_name or default_run_name(config)
 
     def train(self, run, splits, prepared):
-        import keras
-
-        from dwt_keras.evaluation import format_metrics_table
-        from dwt_keras.experiments.registry import build_model
-        from dwt_keras.spectral.setup import spectral_setup
-        from dwt_keras.training.callbacks import attention_map_images, read_history
-
         c = run.config
         info = dict(splits.info)
         num_classes = int(info["num_classes"])
@@ -252,7 +248,6 @@ class TransformerRecipe(Recipe):
 
     def complete_finished(self, run, config, report):
         """A later `--saliency_images` / `--export` acts on the finished run's model file."""
-        import keras
 
         extras = report.setdefault("training_extras", {})
         want_saliency = bool(config.saliency_images) and "saliency" not in extras
@@ -278,8 +273,6 @@ class TransformerRecipe(Recipe):
                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     def member_model(self, report):
-        import keras
-
         return keras.saving.load_model(pathlib.Path(report["run_dir"]) / "best.keras",
                                        compile=False)
 
@@ -308,8 +301,6 @@ _EXTRAS = ("lr_schedule", "augment", "l1", "l2", "dropout", "batch_norm", "cv_fo
 
 
 def _print_summary(report):
-    from dwt_keras.evaluation import format_metrics_table
-
     if "test" in report:
         print(format_metrics_table(report["test"]))
     cv = report.get("cross_validation")

@@ -39,6 +39,16 @@ import keras
 import keras_tuner
 import numpy as np
 
+from dwt_keras import wavelets
+from dwt_keras.compression import bases as bases_module
+from dwt_keras.compression.sizes import dense_float32_bytes
+from dwt_keras.data import DatasetSplits
+from dwt_keras.experiments import compression as recipe
+from dwt_keras.experiments.compression import CompressionConfig, build
+from dwt_keras.experiments.registry import build_model
+from dwt_keras.experiments.run import Run, Selection
+from dwt_keras.experiments.transformer import TransformerConfig
+from dwt_keras.spectral.setup import spectral_setup
 from dwt_keras.tuning.objectives import size_aware_score, validate_objective
 
 DEFAULT_BASES = ("identity", "dct", "haar", "db2", "db4", "sym4", "coif2", "bior2.2")
@@ -96,7 +106,6 @@ def _trial_log_name(log_dir, trial_dir):
 
 def _splits(x, y, validation_data, num_classes):
     """The trial's data as `DatasetSplits` (the validation split doubles as the scored set)."""
-    from dwt_keras.data import DatasetSplits
 
     if validation_data is None:
         raise ValueError("The search needs validation_data=(x_val, y_val): trials are scored on "
@@ -111,8 +120,6 @@ def _splits(x, y, validation_data, num_classes):
 
 
 def _trial_run(config, trial_dir, strategy, log_dir):
-    from dwt_keras.experiments.run import Run
-
     directory = trial_dir if trial_dir is not None else pathlib.Path(tempfile.gettempdir())
     log_name = _trial_log_name(log_dir, trial_dir) if log_dir else None
     # Every phase of the trial logs to <log_dir>/trials/<trial id>/execution<k>/<phase>.
@@ -155,9 +162,6 @@ class CompressionHyperModel(keras_tuner.HyperModel):
                  min_ratio=50.0, tradeoff_weight=0.01, strategy=None, log_dir=None,
                  name="compression", tunable=True):
         super().__init__(name=name, tunable=tunable)
-        from dwt_keras import wavelets
-        from dwt_keras.compression import bases as bases_module
-        from dwt_keras.experiments.compression import CompressionConfig
 
         base = CompressionConfig() if base is None else base
         for b in bases:
@@ -217,8 +221,6 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         return dataclasses.replace(self.base, threshold=None, **values).validate()
 
     def build(self, hp):
-        from dwt_keras.experiments.compression import build
-
         config = self.trial_config(hp)
         info = {"image_shape": self.input_shape, "num_classes": self.num_classes}
         scope = self.strategy.scope() if self.strategy is not None else _null_scope()
@@ -232,9 +234,6 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         Returns:
             A dict of validation metrics with `val_score` (the search objective).
         """
-        from dwt_keras.compression.sizes import dense_float32_bytes
-        from dwt_keras.experiments import compression as recipe
-        from dwt_keras.spectral.setup import spectral_setup
 
         config = dataclasses.replace(self.trial_config(hp), verbose=verbose)
         splits = _splits(x, y, validation_data, self.num_classes)
@@ -286,7 +285,6 @@ class WMSAHyperModel(keras_tuner.HyperModel):
                  batch_sizes=(32, 64, 128), strategy=None, log_dir=None, name="wmsa",
                  tunable=True):
         super().__init__(name=name, tunable=tunable)
-        from dwt_keras.experiments.transformer import TransformerConfig
 
         self.base = TransformerConfig() if base is None else base
         self.input_shape = tuple(int(v) for v in input_shape)
@@ -319,8 +317,6 @@ class WMSAHyperModel(keras_tuner.HyperModel):
             batch_size=hp.Choice("batch_size", self.batch_sizes)).validate()
 
     def build(self, hp):
-        from dwt_keras.experiments.registry import build_model
-
         config = self.trial_config(hp)
         scope = self.strategy.scope() if self.strategy is not None else _null_scope()
         with scope:
@@ -328,9 +324,6 @@ class WMSAHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, x, y=None, validation_data=None, callbacks=None, epochs=1,
             verbose=0, **kwargs):
-        from dwt_keras.experiments.run import Selection
-        from dwt_keras.spectral.setup import spectral_setup
-
         config = dataclasses.replace(self.trial_config(hp), epochs=int(epochs), verbose=verbose)
         splits = _splits(x, y, validation_data, self.num_classes)
         run = _trial_run(config, _trial_dir(callbacks), self.strategy, self.log_dir)

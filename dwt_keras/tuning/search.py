@@ -26,11 +26,29 @@ import os
 import pathlib
 import shutil
 
+import keras_tuner
 import numpy as np
+import tensorflow as tf
 
+from dwt_keras.compression import load_compressed
+from dwt_keras.compression.sizes import dense_float32_bytes, save_keras_atomic
+from dwt_keras.evaluation import measure_latency
 from dwt_keras.experiments.compression import CompressionConfig
-from dwt_keras.spectral.options import SPECTRAL_FIELDS
+from dwt_keras.experiments.recipe import config_dict
+from dwt_keras.experiments.run import Environment, Run, load_data
+from dwt_keras.experiments.transformer import TransformerConfig
+from dwt_keras.spectral.options import SPECTRAL_FIELDS, spectral_report
+from dwt_keras.spectral.setup import spectral_setup
+from dwt_keras.tuning.hypermodels import (
+    COMPRESSED_FILE,
+    DEFAULT_BASES,
+    DEFAULT_QUANTIZERS,
+    DEFAULT_SCHEDULES,
+    CompressionHyperModel,
+    WMSAHyperModel,
+)
 from dwt_keras.tuning.objectives import OBJECTIVES, validate_objective
+from dwt_keras.utils.io import atomic_write_bytes, atomic_write_json
 from dwt_keras.utils.options import OptionError, option
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -144,8 +162,6 @@ def project_name(config):
 
 
 def _objective():
-    import keras_tuner
-
     # Every search space returns `val_score`: the size-aware score for compression, the
     # validation accuracy for the others.
     return keras_tuner.Objective("val_score", direction="max")
@@ -154,7 +170,6 @@ def _objective():
 def make_tuner(kind, hypermodel, directory, project, max_trials, executions_per_trial=1,
                seed=0, max_epochs=2, hyperband_factor=3, distribution_strategy=None):
     """A KerasTuner tuner (`random`, `bayesian`, `hyperband`) that resumes (`overwrite=False`)."""
-    import keras_tuner
 
     if kind not in TUNERS:
         raise ValueError(f"Unknown tuner {kind!r}. Valid choices: {', '.join(TUNERS)}.")
@@ -208,7 +223,6 @@ def _fmt(v, digits=6):
 
 def write_trials_table(rows, out_dir):
     """Writes `trials.csv` and `trials.md` (sorted by score, best first) atomically."""
-    from dwt_keras.utils.io import atomic_write_bytes
 
     out_dir = pathlib.Path(out_dir)
     columns = list(dict.fromkeys(k for r in rows for k in r))
@@ -231,7 +245,6 @@ def write_hparams_dashboard(rows, log_dir):
     The folder is rebuilt from the trial table each time, so a resumed search never duplicates
     runs.
     """
-    import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp_api
 
     root = pathlib.Path(log_dir) / "hparams"
@@ -257,11 +270,6 @@ def write_hparams_dashboard(rows, log_dir):
 
 
 def _hypermodel(config, info, log_dir, strategy):
-    from dwt_keras.experiments.transformer import TransformerConfig
-    from dwt_keras.tuning.hypermodels import (DEFAULT_BASES, DEFAULT_QUANTIZERS,
-                                              DEFAULT_SCHEDULES, CompressionHyperModel,
-                                              WMSAHyperModel)
-
     shape, classes = tuple(info["image_shape"]), info["num_classes"]
     if config.search_space == "wmsa":
         shared = ("dataset", "data_dir", "validation_split", "max_train_samples",
@@ -286,9 +294,6 @@ def is_distributed_worker():
 
 def _best_model_report(run, config, tuner, best_trial, splits):
     """Evaluates the best trial's stored model on the TEST split; copies it to best_model/."""
-    from dwt_keras.evaluation import measure_latency
-    from dwt_keras.tuning.hypermodels import COMPRESSED_FILE
-    from dwt_keras.utils.io import atomic_write_bytes, atomic_write_json
 
     out = run.dir / "best_model"
     out.mkdir(parents=True, exist_ok=True)
@@ -298,8 +303,6 @@ def _best_model_report(run, config, tuner, best_trial, splits):
                                                       "n_test")},
               "evaluated_on": "test"}
     if config.spectral_reg:
-        from dwt_keras.spectral.options import spectral_report
-        from dwt_keras.spectral.setup import spectral_setup
 
         schedule = spectral_setup(config).callbacks[0]
         report["spectral"] = {**spectral_report(config),
@@ -307,8 +310,6 @@ def _best_model_report(run, config, tuner, best_trial, splits):
                                                         for e in range(config.epochs)]}
     trial_file = pathlib.Path(tuner.get_trial_dir(best_trial.trial_id)) / COMPRESSED_FILE
     if config.search_space == "compression" and trial_file.is_file():
-        from dwt_keras.compression import load_compressed
-        from dwt_keras.compression.sizes import dense_float32_bytes
 
         atomic_write_bytes(out / COMPRESSED_FILE, trial_file.read_bytes())
         model = load_compressed(out / COMPRESSED_FILE, attach_state=False)
@@ -318,7 +319,6 @@ def _best_model_report(run, config, tuner, best_trial, splits):
         report["files"] = {"compressed": str(out / COMPRESSED_FILE)}
     else:
         model = tuner.get_best_models(1)[0]
-        from dwt_keras.compression.sizes import save_keras_atomic
 
         save_keras_atomic(model, out / "model.keras")
         report["files"] = {"keras": str(out / "model.keras")}
@@ -339,10 +339,6 @@ def run_search(config):
         A dict: `project_dir`, `n_trials`, `best_hyperparameters`, `best_score` and the paths
         written (a distributed worker only runs trials and returns its role).
     """
-    import keras_tuner  # noqa: F401 -- fail early when it is missing
-
-    from dwt_keras.experiments.run import Environment, Run, load_data
-    from dwt_keras.utils.io import atomic_write_json
 
     config.validate()
     with Environment(config) as env:
@@ -364,7 +360,6 @@ def run_search(config):
                          verbose=config.verbose)
             return {"project_dir": str(run.dir), "role": os.environ.get("KERASTUNER_TUNER_ID")}
         with run:
-            from dwt_keras.experiments.recipe import config_dict
 
             atomic_write_json(run.dir / "search_config.json", config_dict(config))
             run.set_phase("search")
