@@ -382,8 +382,9 @@ class WaveletDomainDense(keras.layers.Layer):
         self.resolved_product = (choose_product(n_kept, n_rows, self.transform.n_coef_in, units)
                                  if product == "auto" else product)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: self.transform.n_in})
-        # Set by `litert.serving_graph` while a serving graph is traced (constants, quantised).
-        self._product_override = None
+        # Set by `litert.serving_graph` while a serving graph is traced: a callable computing
+        # transform and product from constants (quantised values) instead of the variables.
+        self._serving = None
 
     def build(self, input_shape):
         self.values = self.add_weight(name="values", shape=(self.n_kept,), initializer="zeros",
@@ -437,10 +438,10 @@ class WaveletDomainDense(keras.layers.Layer):
         x = tf.convert_to_tensor(inputs)
         lead = tf.shape(x)[:-1]
         x2 = tf.reshape(x, (-1, self.transform.n_in))
-        z = self.transform(x2)
-        if self._product_override is not None:
-            y = self._product_override(z)
+        if self._serving is not None:
+            y = self._serving(x2)
         else:
+            z = self.transform(x2)
             y = self._product(z, tf.cast(self.values, z.dtype))
         if self.bias is not None:
             y = y + tf.cast(self.bias, y.dtype)
