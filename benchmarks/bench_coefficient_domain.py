@@ -109,7 +109,8 @@ def part_products(a):
 
 def part_fit(a):
     import keras
-    import numpy as np
+
+    from _timing import fit_epoch_times
 
     from dwt_keras.compression import coefficient_domain as cd
     from dwt_keras.data import load_arrays
@@ -132,26 +133,12 @@ def part_fit(a):
             models[f"coefficient_{keep}"] = compiled(cd.to_coefficient_domain(dense))
             records[f"coefficient_{keep}"] = cd.coefficient_domain_record(
                 models[f"coefficient_{keep}"])
-        # plain: the dense model without constraints (identity keep 1.0 installs none? detach)
         from dwt_keras.compression import constraints
 
-        constraints.detach_state(models["plain"])
-        wall = {k: [] for k in models}
-        cpu = {k: [] for k in models}
-        for m in models.values():
-            m.fit(x, y, epochs=1, batch_size=bs, verbose=0)  # warm-up: tracing
-        for _ in range(a.repeats):
-            for k, m in models.items():
-                t0, c0 = time.perf_counter(), time.process_time()
-                m.fit(x, y, epochs=1, batch_size=bs, verbose=0)
-                wall[k].append(time.perf_counter() - t0)
-                cpu[k].append(time.process_time() - c0)
-        base_w, base_c = np.median(wall["plain"]), np.median(cpu["plain"])
-        res = {k: {"wall_s_median": float(np.median(wall[k])), "cpu_s_median": float(np.median(cpu[k])),
-                   "wall_ratio": float(np.median(wall[k]) / base_w),
-                   "cpu_ratio": float(np.median(cpu[k]) / base_c),
-                   "wall_s": wall[k], "cpu_s": cpu[k], "layers": records.get(k)}
-               for k in models}
+        constraints.detach_state(models["plain"])  # plain fit(): no mask constraints
+        res = fit_epoch_times(models, x, y, bs, a.repeats)
+        for k in models:
+            res[k]["layers"] = records.get(k)
         out["batch_sizes"][str(bs)] = res
         print(f"batch {bs}: " + ", ".join(f"{k}: wall x{r['wall_ratio']:.3f} cpu x{r['cpu_ratio']:.3f}"
                                           for k, r in res.items()), flush=True)
@@ -165,7 +152,7 @@ def part_conv(a):
     import numpy as np
     import tensorflow as tf
 
-    from dwt_keras.compression import bases, compress_model, get_state
+    from dwt_keras.compression import compress_model
     from dwt_keras.compression import coefficient_domain as cd
 
     cin, cout, k, hw = 20, 50, 5, 12
@@ -177,38 +164,42 @@ def part_conv(a):
     out = {"shape": {"cin": cin, "cout": cout, "kernel": k, "input_hw": hw}, "rows": []}
     for keep in [float(v) for v in a.keeps.split(",")]:
         compress_model(patch, keep_ratio=keep, basis=a.basis, min_kernel_size=1)
-        coeff = cd.to_coefficient_domain(patch, product="gather").get_layer("p")
+        layers = {p: cd.to_coefficient_domain(patch, product=p).get_layer("p")
+                  for p in ("gather", "dense")}
         for bs in [int(b) for b in a.batch_sizes.split(",")]:
             x = tf.constant(np.random.default_rng(0).random((bs, hw, hw, cin)), tf.float32)
 
             @tf.function
-            def dense_step():
+            def conv_step():
                 with tf.GradientTape() as tape:
                     loss = tf.reduce_sum(tf.square(conv(x)))
                 return [tf.reduce_sum(g) for g in tape.gradient(loss, [conv.kernel, conv.bias])]
 
-            @tf.function
-            def coefficient_step():
-                with tf.GradientTape() as tape:
-                    p = tf.image.extract_patches(x, [1, k, k, 1], [1, 1, 1, 1], [1, 1, 1, 1],
-                                                 "VALID")  # (bs, 8, 8, k*k*cin)
-                    p = tf.reshape(tf.transpose(tf.reshape(p, (-1, k * k, cin)), (0, 2, 1)),
-                                   (-1, cin * k * k))
-                    loss = tf.reduce_sum(tf.square(coeff(p)))
-                return [tf.reduce_sum(g) for g in tape.gradient(loss, [coeff.values, coeff.bias])]
+            def coefficient_step(layer):
+                @tf.function
+                def step():
+                    with tf.GradientTape() as tape:
+                        p = tf.image.extract_patches(x, [1, k, k, 1], [1, 1, 1, 1], [1, 1, 1, 1],
+                                                     "VALID")  # (bs, 8, 8, k*k*cin)
+                        p = tf.reshape(tf.transpose(tf.reshape(p, (-1, k * k, cin)), (0, 2, 1)),
+                                       (-1, cin * k * k))
+                        loss = tf.reduce_sum(tf.square(layer(p)))
+                    return [tf.reduce_sum(g) for g in tape.gradient(loss, [layer.values, layer.bias])]
+                return lambda: [v.numpy() for v in step()]
 
-            t = _timed({"conv2d": lambda: [v.numpy() for v in dense_step()],
-                        "coefficient": lambda: [v.numpy() for v in coefficient_step()]},
-                       a.repeats)
+            fns = {"conv2d": lambda: [v.numpy() for v in conv_step()]}
+            fns.update({f"coefficient_{p}": coefficient_step(l) for p, l in layers.items()})
+            t = _timed(fns, a.repeats)
             out["rows"].append({"keep_ratio": keep, "batch_size": bs, "seconds": t,
-                                "ratio": t["coefficient"] / t["conv2d"],
-                                "kept": coeff.n_kept, "plan": coeff.plan.to_dict()})
-            print(f"conv keep {keep} bs {bs}: coefficient/conv2d x{out['rows'][-1]['ratio']:.2f}",
-                  flush=True)
+                                "ratio_to_conv2d": {k_: v / t["conv2d"] for k_, v in t.items()},
+                                "kept": layers["dense"].n_kept,
+                                "plan": layers["dense"].plan.to_dict()})
+            print(f"conv keep {keep} bs {bs}: " + " ".join(
+                f"{k_} x{v:.2f}" for k_, v in out["rows"][-1]["ratio_to_conv2d"].items()),
+                flush=True)
         from dwt_keras.compression import constraints
 
         constraints.detach_state(patch)
-    del bases, get_state
     return out
 
 

@@ -19,12 +19,7 @@ BASES = ["haar", "db2", "bior2.2", "dct", "identity"]
 def _functional(seed=0):
     """Flatten of an (8, 8, 2) map -> 16 -> 8 -> 4: a receptive-field view and 1-D views."""
     keras.utils.set_random_seed(seed)
-    inp = keras.Input((8, 8, 2))
-    x = keras.layers.Flatten()(inp)
-    x = keras.layers.Dense(16, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(8, activation="tanh", name="fc2")(x)
-    out = keras.layers.Dense(4, name="out")(x)
-    return keras.Model(inp, out)
+    return build_model("mlp", (8, 8, 2), 4, widths=(16, 8), activation="tanh")
 
 
 def _x(n=6, shape=(8, 8, 2), seed=1):
@@ -124,7 +119,7 @@ def test_one_sgd_step_equals_a_projected_dense_step_for_an_orthogonal_basis():
         model.train_on_batch(x, y)
     np.testing.assert_allclose(c(x).numpy(), m(x).numpy(), rtol=1e-4, atol=1e-5)
     back = cd.to_dense(c)
-    for name in ("fc1", "fc2", "out"):
+    for name in ("fc1", "fc2", "logits"):
         np.testing.assert_allclose(back.get_layer(name).kernel.numpy(),
                                    m.get_layer(name).kernel.numpy(), atol=1e-5)
 
@@ -143,7 +138,7 @@ def test_keras_file_round_trip(tmp_path):
         for wa, wb in zip(a.weights, b.weights):
             assert wa.dtype == wb.dtype
             np.testing.assert_array_equal(wa.numpy(), wb.numpy())
-    assert [r["layer"] for r in cd.coefficient_domain_record(loaded)] == ["fc1", "fc2", "out"]
+    assert [r["layer"] for r in cd.coefficient_domain_record(loaded)] == ["fc1", "fc2", "logits"]
 
 
 def test_to_dense_restores_kernels_masks_and_state():

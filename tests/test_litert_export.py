@@ -7,16 +7,12 @@ import pytest
 from dwt_keras.compression import compress_model, get_state
 from dwt_keras.compression import coefficient_domain as cd
 from dwt_keras.compression import litert
+from dwt_keras.models import build_model
 
 
 def _model(basis="haar", keep=0.15, seed=0):
     keras.utils.set_random_seed(seed)
-    inp = keras.Input((8, 8, 1))
-    x = keras.layers.Flatten()(inp)
-    x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(16, activation="relu", name="fc2")(x)
-    out = keras.layers.Dense(4, name="out")(x)
-    m = keras.Model(inp, out)
+    m = build_model("mlp", (8, 8, 1), 4, widths=(32, 16))
     compress_model(m, keep_ratio=keep, basis=basis, min_kernel_size=1)
     return m
 
@@ -39,7 +35,7 @@ def test_float32_export_equals_the_keras_coefficient_form(tmp_path, basis):
     out = litert.predict_litert(info["path"], x, batch_size=16)
     np.testing.assert_allclose(out, c(x).numpy(), rtol=1e-4, atol=1e-4)
     # the running-sum product: no per-value unit ids, int16 positions, only constants
-    assert info["max_abs_value_error"] == {"fc1": 0.0, "fc2": 0.0, "out": 0.0}
+    assert info["max_abs_value_error"] == {"fc1": 0.0, "fc2": 0.0, "logits": 0.0}
 
 
 def test_int8_export_holds_int8_values_with_per_unit_scales(tmp_path):
