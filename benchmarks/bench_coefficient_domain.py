@@ -8,7 +8,8 @@ Three parts, each written through ``_record.Recorder`` to
   ``rows``, ``dense``) against the plain ``Dense`` layer, at several keep ratios and batch sizes;
   the per-layer crossovers set ``coefficient_domain.choose_product``'s thresholds.
 * ``fit``: ``fit()`` epoch time of the coefficient form (automatic product) against plain
-  ``fit()`` of the dense model, same run, round robin, medians (wall and process CPU time).
+  ``fit()`` of the dense model, same run, round robin, medians (wall and process CPU time);
+  with ``--projected``, also the dense model retrained with the mask held by projection.
 * ``conv``: a 5x5 convolution (LeNet-5's second: 20 -> 50 channels on 12x12) against its
   coefficient-domain equivalent (patches, the transform of every patch, a sparse product).
 
@@ -125,6 +126,7 @@ def part_fit(a):
         return m
 
     out = {"basis": a.basis, "n_train": a.n_train, "batch_sizes": {}}
+    projected = [float(k) for k in a.projected.split(",")] if a.projected else []
     for bs in [int(b) for b in a.batch_sizes.split(",")]:
         models = {"plain": compiled(_compressed_lenet(1.0, "identity", a.dense_model))}
         records = {}
@@ -133,6 +135,9 @@ def part_fit(a):
             models[f"coefficient_{keep}"] = compiled(cd.to_coefficient_domain(dense))
             records[f"coefficient_{keep}"] = cd.coefficient_domain_record(
                 models[f"coefficient_{keep}"])
+            if keep in projected:
+                # today's retraining: the dense model with the mask held by projection
+                models[f"projected_{keep}"] = compiled(dense)
         from dwt_keras.compression import constraints
 
         constraints.detach_state(models["plain"])  # plain fit(): no mask constraints
@@ -211,6 +216,8 @@ def main():
     p.add_argument("--batch_sizes", default="32,128")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--n_train", type=int, default=9600)
+    p.add_argument("--projected", default="0.03",
+                   help="fit part: keep ratios also timed as today's retraining (projection)")
     p.add_argument("--data_dir", default=os.environ.get("DWT_KERAS_DATA_DIR", "/work/shared/data"))
     p.add_argument("--dense_model", default=None,
                    help="a trained dense LeNet-300-100 .keras (default: a fresh one)")

@@ -3,9 +3,12 @@
 Same run, same test split (official MNIST test set), one trained dense model and its compressed
 file (see ``benchmarks/train_lenet300_compressed.py``):
 
-* Keras forms -- the dense model, ``load_compressed(path)`` (dense form) and
-  ``load_compressed(path, form="coefficient")``: test accuracy and `deployment_profile`
-  (weight bytes held, multiply-adds per sample, latency at batch 1 and 256);
+* the app's ``deployment`` block (`deployment.deployment_report`): the dense model,
+  ``load_compressed(path)`` (dense form) and ``load_compressed(path, form="coefficient")``, test
+  accuracy and `deployment_profile` (weight bytes held, multiply-adds per sample, latency at
+  batch 1 and 256), the LiteRT files of the coefficient form and the dense model; the same
+  Keras forms under XLA, and the coefficient form with the ``gather`` product (the fewest
+  multiply-adds);
 * LiteRT files -- the coefficient form (int8 values with per-unit scales, and float32), the
   dense float32 file and the converter's dynamic-range int8: bytes, DEFLATE-zipped bytes, test
   accuracy and agreement with the Keras model they come from, batch-1 latency (interleaved;
@@ -33,12 +36,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _accuracy(model, x, y):
-    import numpy as np
-
-    return float(np.mean(np.argmax(model.predict(x, batch_size=500, verbose=0), -1) == y))
 
 
 def _peer(python, script, args):
@@ -78,24 +75,26 @@ def main():
     x, y = s.x_test, s.y_test
     dwtc = os.path.join(a.run_dir, "compressed_model.dwtc")
     dense = keras.models.load_model(os.path.join(a.run_dir, "dense_model.keras"))
-    dense_form = load_compressed(dwtc)
-    coefficient = load_compressed(dwtc, form="coefficient")
-    forms = {"dense": dense, "dense_form": dense_form, "coefficient": coefficient}
-    result = {"run_dir": a.run_dir, "compressed_file_bytes": os.path.getsize(dwtc),
-              "coefficient_layers": cd.coefficient_domain_record(coefficient),
-              "keras": {name: {"test_accuracy": _accuracy(m, x, y)} for name, m in forms.items()}}
-    reference = {name: m.predict(x, batch_size=500, verbose=0) for name, m in forms.items()}
-    result["keras"]["max_abs_diff_coefficient_vs_dense_form"] = float(
-        np.abs(reference["coefficient"] - reference["dense_form"]).max())
-    profile = deployment.deployment_profile(forms, x, batch_sizes=(1, 256), repeats=a.repeats)
-    for name in forms:
-        result["keras"][name].update(profile[name])
-
     out_dir = os.path.join(a.run_dir, "litert")
-    os.makedirs(out_dir, exist_ok=True)
+    # what the app's report gets (the `deployment` block), then the wider comparison
+    result = {"run_dir": a.run_dir, "compressed_file_bytes": os.path.getsize(dwtc),
+              "deployment": deployment.deployment_report(
+                  dwtc, x, y, dense_model=dense, litert_dir=out_dir, repeats=a.repeats,
+                  litert_repeats=a.litert_repeats)}
+
+    dense_form = load_compressed(dwtc)
+    serving = {"dense": dense, "coefficient": load_compressed(dwtc, form="coefficient"),
+               "coefficient_gather": cd.to_coefficient_domain(dense_form, product="gather")}
+    result["keras_xla"] = deployment.deployment_profile(serving, x, batch_sizes=(1, 256),
+                                                        repeats=a.repeats, jit_compile=True)
+    result["keras_gather"] = deployment.deployment_profile(
+        {"coefficient_gather": serving["coefficient_gather"]}, x, batch_sizes=(1, 256),
+        repeats=a.repeats)
+    reference = {name: m.predict(x, batch_size=500, verbose=0) for name, m in serving.items()}
+
     files = {
-        "coefficient_int8": litert.export_litert(coefficient, os.path.join(out_dir, "coefficient_int8.tflite"), "int8"),
-        "coefficient_float32": litert.export_litert(coefficient, os.path.join(out_dir, "coefficient_float32.tflite"), "none"),
+        "coefficient_int8": litert.export_litert(serving["coefficient"], os.path.join(out_dir, "coefficient_int8.tflite"), "int8"),
+        "coefficient_float32": litert.export_litert(serving["coefficient"], os.path.join(out_dir, "coefficient_float32.tflite"), "none"),
         "dense_float32": litert.export_dense_litert(dense, os.path.join(out_dir, "dense_float32.tflite")),
         "dense_dynamic_int8": litert.export_dense_litert(dense, os.path.join(out_dir, "dense_dynamic_int8.tflite"), "dynamic_int8"),
     }
@@ -123,7 +122,7 @@ def main():
             peer = _peer(a.litert_python, "peer_litert_run.py",
                          ["--files", json.dumps(paths), "--data", data,
                           "--repeats", str(a.litert_repeats)])
-        result["ai_edge_litert"] = peer
+        result["ai_edge_litert"] = {k: v for k, v in peer.items() if k != "files"}
         for name, r in (peer.get("files") or {}).items():
             lite[name].update({k + "_ai_edge_litert": v for k, v in r.items()})
     result["litert"] = lite
@@ -133,7 +132,8 @@ def main():
         q = keras.models.load_model(os.path.join(a.run_dir, "dense_model.keras"))
         q.quantize(mode)
         keras_bytes, keras_zip = sizes.keras_file_bytes(q)
-        quantized[mode] = {"test_accuracy": _accuracy(q, x, y), "bytes_keras": keras_bytes,
+        quantized[mode] = {"test_accuracy": deployment._test_accuracy(q, x, y),
+                           "bytes_keras": keras_bytes,
                            "bytes_keras_zip": keras_zip}
     result["keras_quantize"] = quantized
 

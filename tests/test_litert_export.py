@@ -89,3 +89,29 @@ def test_bad_arguments():
         litert.export_litert(c, "/tmp/never.tflite", quantize="int4")
     with pytest.raises(ValueError, match="dense_quantize"):
         litert.export_litert(c, "/tmp/never.tflite", dense_quantize="int4")
+
+
+def test_deployment_report_block(tmp_path):
+    import os
+
+    from dwt_keras.compression import deployment, save_compressed
+
+    m = _model("haar")
+    path = tmp_path / "m.dwtc"
+    save_compressed(m, path)
+    x = _x(30)
+    y = np.argmax(m(x).numpy(), -1)  # the compressed model's own predictions: accuracy 1
+    block = deployment.deployment_report(path, x, y, dense_model=m, litert_dir=tmp_path,
+                                         batch_sizes=(1, 4), repeats=2, litert_repeats=3)
+    assert set(block["forms"]) == {"dense", "dense_form", "coefficient"}
+    for form in block["forms"].values():
+        assert {"test_accuracy", "weight_bytes", "macs_per_sample", "latency_ms_batch1",
+                "latency_ms_batch4"} <= set(form)
+    assert block["forms"]["coefficient"]["test_accuracy"] == 1.0
+    assert block["forms"]["coefficient"]["weight_bytes"] < block["forms"]["dense"]["weight_bytes"]
+    for key in ("litert_bytes", "litert_test_accuracy", "litert_latency_ms_batch1",
+                "dense_litert_latency_ms_batch1"):
+        assert key in block
+    assert block["litert_bytes"] == os.path.getsize(block["litert_path"])
+    assert block["dense_litert_test_accuracy"] == 1.0
+    assert block["litert_top1_agreement"] >= 0.9

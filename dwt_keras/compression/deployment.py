@@ -2,7 +2,8 @@
 
 `deployment_profile` measures these for several forms of one model (the dense model, the dense
 form of a compressed file, its coefficient form) in the same run, the latencies interleaved, so
-that report.json can put them side by side.
+that report.json can put them side by side; `deployment_report` is the whole ``deployment``
+block of a run's report, LiteRT files included.
 
 Example:
 
@@ -71,7 +72,7 @@ def _batch(x, batch_size):
     return np.concatenate([x] * reps, axis=0)[:batch_size] if reps > 1 else x[:batch_size]
 
 
-def deployment_profile(forms, x, batch_sizes=(1, 256), repeats=30, warmup=3):
+def deployment_profile(forms, x, batch_sizes=(1, 256), repeats=30, warmup=3, jit_compile=False):
     """Memory, multiply-adds and latency of several models on the same inputs.
 
     Latency: ``model(x, training=False)`` inside a ``tf.function`` (what a server runs), median
@@ -83,6 +84,7 @@ def deployment_profile(forms, x, batch_sizes=(1, 256), repeats=30, warmup=3):
         x: sample inputs (at least one; repeated to fill a batch).
         batch_sizes: the batch sizes timed.
         repeats, warmup: timed and untimed calls per form and batch size.
+        jit_compile: time XLA-compiled calls instead.
 
     Returns:
         ``{name: {"weight_bytes", "macs_per_sample", "latency_ms_batch<B>" for each B}}``.
@@ -99,7 +101,7 @@ def deployment_profile(forms, x, batch_sizes=(1, 256), repeats=30, warmup=3):
            for name, m in forms.items()}
     for bs in batch_sizes:
         xb = tf.constant(_batch(x, int(bs)))
-        calls = {name: tf.function(lambda t, m=m: m(t, training=False))
+        calls = {name: tf.function(lambda t, m=m: m(t, training=False), jit_compile=jit_compile)
                  for name, m in forms.items()}
         for fn in calls.values():
             for _ in range(max(1, int(warmup))):
@@ -112,4 +114,84 @@ def deployment_profile(forms, x, batch_sizes=(1, 256), repeats=30, warmup=3):
                 times[name].append(time.perf_counter() - t0)
         for name in forms:
             out[name][f"latency_ms_batch{int(bs)}"] = float(np.median(times[name]) * 1e3)
+    return out
+
+
+def _test_accuracy(model, x, y, batch_size=500):
+    return float(np.mean(np.argmax(model.predict(x, batch_size=batch_size, verbose=0), -1)
+                         == np.asarray(y).reshape(-1)))
+
+
+def deployment_report(compressed_path, x_test, y_test, dense_model=None, litert_dir=None,
+                      quantize="int8", batch_sizes=(1, 256), repeats=30, litert_repeats=1000):
+    """The ``deployment`` block of a run's report: each served form measured in the same run.
+
+    Forms: ``dense`` (`dense_model`, if given), ``dense_form`` (``load_compressed(path)``) and
+    ``coefficient`` (``load_compressed(path, form="coefficient")``), each with its test accuracy
+    and `deployment_profile`. With `litert_dir`, also the LiteRT files of the coefficient form
+    (``coefficient.tflite``, values as `quantize`) and of the dense model
+    (``dense_float32.tflite``, the plain converter's), their bytes, test accuracy through the
+    LiteRT interpreter and batch-1 latency (timed in turn).
+
+    Args:
+        compressed_path: a file written by `save_compressed`.
+        x_test, y_test: the test split (NumPy).
+        dense_model: the trained dense model (optional; its ``.tflite`` is the dense baseline,
+            else the dense form's is).
+        litert_dir: folder for the ``.tflite`` files (None: no LiteRT part).
+        quantize: `litert.export_litert`'s values encoding.
+        batch_sizes, repeats: `deployment_profile`'s.
+        litert_repeats: ``invoke()`` calls timed per file.
+
+    Returns:
+        ``{"forms": {form: {"test_accuracy", "weight_bytes", "macs_per_sample",
+        "latency_ms_batch1", "latency_ms_batch256"}}, "coefficient_layers": [...]}`` and, with
+        `litert_dir`: ``litert_path``, ``litert_bytes``, ``litert_test_accuracy``,
+        ``litert_top1_agreement`` (with the Keras coefficient form), ``litert_max_abs_diff``,
+        ``litert_latency_ms_batch1``, ``dense_litert_path``, ``dense_litert_bytes``,
+        ``dense_litert_test_accuracy``, ``dense_litert_latency_ms_batch1``,
+        ``litert_interpreter``.
+
+    Example:
+
+    >>> report["deployment"] = deployment_report(run / "compressed_model.dwtc", x_test, y_test,
+    ...                                          dense_model=dense, litert_dir=run)  # doctest: +SKIP
+    """
+    import os
+
+    from dwt_keras.compression import coefficient_domain, litert, storage
+
+    forms = {}
+    if dense_model is not None:
+        forms["dense"] = dense_model
+    forms["dense_form"] = storage.load_compressed(compressed_path)
+    forms["coefficient"] = coefficient_domain.to_coefficient_domain(forms["dense_form"])
+    profile = deployment_profile(forms, x_test, batch_sizes=batch_sizes, repeats=repeats)
+    out = {"forms": {name: {"test_accuracy": _test_accuracy(m, x_test, y_test), **profile[name]}
+                     for name, m in forms.items()},
+           "coefficient_layers": coefficient_domain.coefficient_domain_record(forms["coefficient"])}
+    if litert_dir is None:
+        return out
+    os.makedirs(litert_dir, exist_ok=True)
+    coefficient_file = litert.export_litert(forms["coefficient"],
+                                            os.path.join(litert_dir, "coefficient.tflite"),
+                                            quantize=quantize)
+    dense_file = litert.export_dense_litert(forms.get("dense", forms["dense_form"]),
+                                            os.path.join(litert_dir, "dense_float32.tflite"))
+    reference = forms["coefficient"].predict(x_test, batch_size=500, verbose=0)
+    lite = litert.evaluate_litert(coefficient_file["path"], x_test, y_test, reference=reference)
+    dense_lite = litert.evaluate_litert(dense_file["path"], x_test, y_test)
+    latency = litert.litert_latency_ms({"coefficient": coefficient_file["path"],
+                                        "dense": dense_file["path"]}, x_test, batch_size=1,
+                                       repeats=litert_repeats)
+    out.update({
+        "litert_path": coefficient_file["path"], "litert_bytes": coefficient_file["bytes"],
+        "litert_quantize": quantize, "litert_test_accuracy": lite["accuracy"],
+        "litert_top1_agreement": lite["top1_agreement"], "litert_max_abs_diff": lite["max_abs_diff"],
+        "litert_latency_ms_batch1": latency["coefficient"],
+        "dense_litert_path": dense_file["path"], "dense_litert_bytes": dense_file["bytes"],
+        "dense_litert_test_accuracy": dense_lite["accuracy"],
+        "dense_litert_latency_ms_batch1": latency["dense"],
+        "litert_interpreter": lite["interpreter"],
+    })
     return out
