@@ -136,6 +136,8 @@ def _along(t, axis, mat):
 #: Largest block (coefficients per block) for which a 2-tap wavelet's multi-level transform is
 #: computed in block form: one small matrix product per block of ``2**level`` samples per axis.
 BLOCK_MAX_SIZE = 64
+#: The block form is found by transforming the identity (``n_in x n_in``): up to this many inputs.
+BLOCK_SEARCH_MAX_INPUTS = 4096
 
 
 class InputTransform:
@@ -223,7 +225,8 @@ class InputTransform:
             return None
         side = 2 ** p.level
         size = side ** len(p.transform_axes)
-        if size > BLOCK_MAX_SIZE or any(int(p.x_shape[a]) % side for a in p.transform_axes):
+        if (size > BLOCK_MAX_SIZE or self.n_in > BLOCK_SEARCH_MAX_INPUTS
+                or any(int(p.x_shape[a]) % side for a in p.transform_axes)):
             return None
         eye = np.eye(self.n_in, dtype=np.float32)
         full = np.asarray(self._generic(self._layout(eye, _NumpyOps)))  # (n_in, n_coef_in)
@@ -564,8 +567,8 @@ def unpack_coefficients(values, positions, rows, units, n_coefficients):
 # Whole models: dense <-> coefficient form
 # --------------------------------------------------------------------------- #
 def _check_cloneable(model):
-    if not isinstance(model, (keras.Sequential,)) and not getattr(model, "_is_graph_network", False) \
-            and type(model).__name__ != "Functional":
+    functional = any(c.__name__ == "Functional" for c in type(model).__mro__)
+    if not isinstance(model, keras.Sequential) and not functional:
         raise ValueError(
             f"Model '{model.name}' is a subclassed model ({type(model).__name__}): the coefficient "
             "form rebuilds the model layer by layer, which needs a functional or Sequential "
@@ -812,7 +815,17 @@ def retrain_coefficient_domain(model, *fit_args, product="auto", **fit_kwargs):
             f"Callbacks {schedules} change the masks, which the coefficient form cannot: run the "
             "schedule on the dense model and call retrain_coefficient_domain after its final mask.")
     coefficient_model = to_coefficient_domain(model, product=product)
-    coefficient_model.compile_from_config(model.get_compile_config())
+    advice = ("Compile it yourself: coefficient_model = to_coefficient_domain(model); "
+              "coefficient_model.compile(...); coefficient_model.fit(...); "
+              "copy_coefficients_back(coefficient_model, model).")
+    config = model.get_compile_config()
+    if not config:
+        raise ValueError(f"Model '{model.name}' has no serialisable compile config. {advice}")
+    try:
+        coefficient_model.compile_from_config(config)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Cannot compile the coefficient form like model '{model.name}' from "
+                         f"its compile config ({e}). {advice}") from e
     coefficient_model.optimizer.iterations.assign(model.optimizer.iterations)
     history = coefficient_model.fit(*fit_args, **fit_kwargs)
     copy_coefficients_back(coefficient_model, model)
