@@ -13,9 +13,9 @@ import json
 import os
 import platform
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -29,7 +29,7 @@ def main():
     a = p.parse_args()
 
     import keras
-    import numpy as np
+    from _timing import fit_epoch_times
 
     from dwt_keras.compression import compress_model, constraints
     from dwt_keras.data import load_arrays
@@ -53,21 +53,8 @@ def main():
                       metrics=["accuracy"])
             if basis != "plain":
                 compress_model(m, keep_ratio=0.05, basis=basis)
-            m.fit(x, y, epochs=1, batch_size=bs, verbose=0)  # warm-up: tracing, compilation
             models[v] = m
-        wall = {k: [] for k in models}
-        cpu = {k: [] for k in models}
-        for _ in range(a.repeats):
-            for k, m in models.items():
-                t0, c0 = time.perf_counter(), time.process_time()
-                m.fit(x, y, epochs=1, batch_size=bs, verbose=0)
-                wall[k].append(time.perf_counter() - t0)
-                cpu[k].append(time.process_time() - c0)
-        base_w, base_c = np.median(wall["plain"]), np.median(cpu["plain"])
-        res = {k: {"wall_s_median": float(np.median(wall[k])), "cpu_s_median": float(np.median(cpu[k])),
-                   "wall_ratio": float(np.median(wall[k]) / base_w),
-                   "cpu_ratio": float(np.median(cpu[k]) / base_c),
-                   "wall_s": wall[k], "cpu_s": cpu[k]} for k in models}
+        res = fit_epoch_times(models, x, y, bs, a.repeats)
         for k, m in models.items():
             if k != "plain":
                 res[k]["mask_projection_error"] = constraints.get_state(m).max_hold_error()[

@@ -7,7 +7,12 @@ Main entry points:
 * `OneShotCompression`, `IterativeCompression`, `GradualCompression` (callbacks): schedules for
   ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
 * `compress_model`: one-shot pruning without a callback.
-* `save_compressed` / `load_compressed` (storage): the compressed file.
+* `save_compressed` / `load_compressed` (storage): the compressed file
+  (``load_compressed(path, form="coefficient")`` for the coefficient form).
+* `WaveletDomainDense`, `to_coefficient_domain`, `to_dense`, `retrain_coefficient_domain`
+  (coefficient_domain): layers that hold and multiply only the kept coefficients.
+* `deployment_profile` (deployment): memory, multiply-adds and latency of served forms.
+* `export_litert`, `evaluate_litert`, `litert_latency_ms` (litert): the LiteRT export.
 * `compression_scalars`, `compression_histograms` (tensorboard): what `--log_dir` shows of it.
 
 The whole experiment behind ``apps/DWT_model.py`` is the engine's compression recipe,
@@ -37,6 +42,17 @@ _LAZY = {
     "size_report": "dwt_keras.compression.sizes",
     "compression_scalars": "dwt_keras.compression.tensorboard",
     "compression_histograms": "dwt_keras.compression.tensorboard",
+    "WaveletDomainDense": "dwt_keras.compression.coefficient_domain",
+    "to_coefficient_domain": "dwt_keras.compression.coefficient_domain",
+    "to_dense": "dwt_keras.compression.coefficient_domain",
+    "coefficient_domain_record": "dwt_keras.compression.coefficient_domain",
+    "retrain_coefficient_domain": "dwt_keras.compression.coefficient_domain",
+    "copy_coefficients_back": "dwt_keras.compression.coefficient_domain",
+    "deployment_profile": "dwt_keras.compression.deployment",
+    "export_litert": "dwt_keras.compression.litert",
+    "export_dense_litert": "dwt_keras.compression.litert",
+    "evaluate_litert": "dwt_keras.compression.litert",
+    "litert_latency_ms": "dwt_keras.compression.litert",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -379,13 +379,17 @@ def read_header(data):
     return header, raw[4 + hlen:]
 
 
-def load_compressed(path, attach_state=True):
+def load_compressed(path, attach_state=True, form="dense"):
     """Loads a model written by `save_compressed`.
 
     Args:
         path: the file.
         attach_state: attach a `CompressionState` with the stored plans and masks, so that the
             model can be retrained with the masks held (install it) or saved again.
+        form: ``"dense"``: dense kernels, the reconstructions of the stored coefficients;
+            ``"coefficient"``: `coefficient_domain.WaveletDomainDense` layers holding only the
+            kept coefficients (see `coefficient_domain.to_coefficient_domain`; kernels it does
+            not support stay masked dense), same predictions within float32 round-off.
 
     Returns:
         A Keras model whose weights are the reconstructions of the stored coefficients.
@@ -395,6 +399,8 @@ def load_compressed(path, attach_state=True):
     """
     import keras
 
+    if form not in ("dense", "coefficient"):
+        raise ValueError(f"form must be 'dense' or 'coefficient'. Received: form={form!r}")
     with open(path, "rb") as f:
         data = f.read()
     header, blobs = read_header(data)
@@ -433,11 +439,15 @@ def load_compressed(path, attach_state=True):
         plans.append(plan)
         masks[plan.layer] = mask
     model.set_weights(values)
-    if attach_state and plans:
+    if (attach_state or form == "coefficient") and plans:
         state = constraints.CompressionState.create(
             model, plans, scope=header.get("scope", "global"),
             keep_approximation=header.get("keep_approximation", False))
         state.set_masks(masks, project=False)
+    if form == "coefficient" and plans:
+        from dwt_keras.compression import coefficient_domain
+
+        return coefficient_domain.to_coefficient_domain(model)
     return model
 
 
