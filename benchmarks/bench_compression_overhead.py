@@ -33,7 +33,7 @@ def main():
 
     from dwt_keras.compression import compress_model, constraints
     from dwt_keras.data import load_arrays
-    from dwt_keras.models import build_model
+    from dwt_keras.experiments.registry import build_model
     from dwt_keras.utils.io import atomic_write_json
 
     s = load_arrays("mnist")

@@ -11,7 +11,7 @@ from dwt_keras.compression import (GradualCompression, compress_model, get_state
                                    load_compressed, save_compressed)
 from dwt_keras.compression import coefficient_domain as cd
 from dwt_keras.compression import deployment
-from dwt_keras.models import build_model
+from dwt_keras.experiments.registry import build_model
 
 BASES = ["haar", "db2", "bior2.2", "dct", "identity"]
 

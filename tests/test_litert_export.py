@@ -7,7 +7,7 @@ import pytest
 from dwt_keras.compression import compress_model, get_state
 from dwt_keras.compression import coefficient_domain as cd
 from dwt_keras.compression import litert
-from dwt_keras.models import build_model
+from dwt_keras.experiments.registry import build_model
 
 
 def _model(basis="haar", keep=0.15, seed=0):
