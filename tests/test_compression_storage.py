@@ -152,3 +152,121 @@ def test_sizes_in_bytes(tmp_path):
     assert rep["bytes_keras_zip"] < rep["bytes_keras"]
     reloaded = keras.models.load_model(tmp_path / "m.keras")
     assert reloaded.count_params() == 266610
+
+
+# --------------------------------------------------------------------------- #
+# Loading in a fresh process: functional, Sequential and subclassed models
+# --------------------------------------------------------------------------- #
+_USER_MODELS = '''
+import keras
+import numpy as np
+
+
+def _layers():
+    return [keras.layers.Conv2D(8, 4, activation="relu"), keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(3)]
+
+
+@keras.saving.register_keras_serializable(package="dwt_keras_tests")
+class Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = _layers()
+
+    def call(self, x):
+        for layer in self.blocks:
+            x = layer(x)
+        return x
+
+
+def build(kind):
+    if kind == "sequential":
+        return keras.Sequential([keras.Input((12, 12, 1))] + _layers())
+    if kind == "functional":
+        inputs = keras.Input((12, 12, 1))
+        x = inputs
+        for layer in _layers():
+            x = layer(x)
+        return keras.Model(inputs, x)
+    model = Subclassed()
+    model(np.zeros((1, 12, 12, 1), "float32"))
+    return model
+'''
+
+_LOAD_IN_FRESH_PROCESS = '''
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import keras, numpy as np
+import user_models  # registers the subclassed model, as a user's own module would
+from dwt_keras.compression import get_state, load_compressed
+
+# Layers created before loading shift Keras' automatic names (conv2d -> conv2d_1 ...).
+_ = [keras.layers.Dense(2), keras.layers.Conv2D(2, 3), keras.layers.Dense(2)]
+for kind in sys.argv[3:]:
+    ref = np.load(os.path.join(sys.argv[2], kind + ".npz"))
+    model = load_compressed(os.path.join(sys.argv[2], kind + ".dwtc"))
+    pred = model.predict(ref["x"], verbose=0)
+    np.testing.assert_array_equal(pred, ref["y"])
+    kept = {type(l).__name__: int(m.sum()) for l, m in
+            ((get_state(model).layers[n], m) for n, m in get_state(model).mask_arrays().items())}
+    print(kind, "OK", sorted(kept.items()))
+'''
+
+
+def test_user_models_load_in_a_fresh_process(tmp_path):
+    """Conv and Dense kernels compressed under fit(), saved, loaded in a new process."""
+    import subprocess
+    import sys
+
+    from dwt_keras.compression import GradualCompression
+
+    (tmp_path / "user_models.py").write_text(_USER_MODELS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import user_models
+    finally:
+        sys.path.remove(str(tmp_path))
+    kinds = ["functional", "sequential", "subclassed"]
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 12, 12, 1), dtype=np.float32)
+    y = (x[:, :6].mean((1, 2, 3)) > x[:, 6:].mean((1, 2, 3))).astype("int32")
+    for kind in kinds:
+        keras.utils.set_random_seed(0)
+        model = user_models.build(kind)
+        model.compile(keras.optimizers.Adam(1e-2),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        cb = GradualCompression(final_keep=0.2, end_step=4, frequency=2, basis="haar",
+                                min_kernel_size=1, verbose=0)
+        model.fit(x, y, epochs=2, batch_size=16, callbacks=[cb], verbose=0)
+        save_compressed(model, tmp_path / f"{kind}.dwtc", quantize=None)
+        np.savez(tmp_path / f"{kind}.npz", x=x[:8], y=model.predict(x[:8], verbose=0))
+        header, _ = storage.read_header((tmp_path / f"{kind}.dwtc").read_bytes())
+        compressed = [(e["plan"]["layer_class"], e["n_kept"] / e["plan"]["n_coefficients"])
+                      for e in header["weights"] if e["kind"] == "compressed"]
+        assert [c for c, _ in compressed] == ["Conv2D", "Dense", "Dense"], (kind, compressed)
+        assert all(0 < share < 1 for _, share in compressed), (kind, compressed)
+    (tmp_path / "load.py").write_text(_LOAD_IN_FRESH_PROCESS)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, str(tmp_path / "load.py"), root, str(tmp_path), *kinds],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    for kind in kinds:
+        assert f"{kind} OK" in r.stdout, r.stdout
+
+
+def test_format_version_1_files_still_load():
+    """``tests/data/format_v1.dwtc`` was written by dwt-keras 9c7fdd3 (format version 1): a
+    functional conv + Dense model pruned with ``compress_model(keep_ratio=0.3, basis="haar",
+    min_kernel_size=1)`` and saved with ``quantize=None``; the .npz holds its predictions."""
+    import pathlib
+
+    data = pathlib.Path(__file__).parent / "data"
+    assert storage._HEADER.unpack_from((data / "format_v1.dwtc").read_bytes())[1] == 1
+    model = load_compressed(data / "format_v1.dwtc")
+    ref = np.load(data / "format_v1_expected.npz")
+    np.testing.assert_array_equal(model.predict(ref["x"], verbose=0), ref["y"])
+    from dwt_keras.compression import get_state
+
+    assert sorted(get_state(model).plans) == ["conv", "fc", "logits"]

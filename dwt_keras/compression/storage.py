@@ -4,7 +4,7 @@ File layout (little-endian)::
 
     offset  size  field
     0       8     magic  b"DWTKCMP\\0"
-    8       2     format version (1)
+    8       2     format version (2; version 1 files are still read)
     10      1     codec: 0 none, 1 zlib, 2 lzma
     11      1     reserved (0)
     12      8     payload length in bytes (as stored)
@@ -15,6 +15,13 @@ File layout (little-endian)::
 The decoded payload is a 4-byte header length, a UTF-8 JSON header (the model's architecture from
 ``model.to_json()``, one entry per weight in ``model.weights`` order, and for each compressed
 kernel its `LayerPlan`) and a blob area with:
+
+Weights are matched to the rebuilt model by position, never by name: entry ``i`` is
+``model.weights[i]``, and a compressed kernel also records ``layer_index``, its layer's position
+in the model's flattened layer list (version 2). Layer names are not stable across processes for
+a subclassed model (Keras numbers auto-named layers per process), weight paths neither; the
+positions are.
+
 
 * small dense weights (biases, normalisation statistics, small kernels): float32, or float16 with
   ``small_weights="float16"``;
@@ -30,6 +37,7 @@ quantisation the loaded model's predictions equal the in-memory model's bit for 
 quantisation, the largest absolute weight error is returned (and stored in the header).
 """
 
+import dataclasses
 import io
 import json
 import lzma
@@ -42,7 +50,9 @@ import numpy as np
 from dwt_keras.compression import bases, constraints
 
 MAGIC = b"DWTKCMP\x00"
-VERSION = 1
+VERSION = 2
+#: Format versions `load_compressed` reads (1: layers matched by weight position only).
+READABLE_VERSIONS = (1, 2)
 CODECS = {"none": 0, "zlib": 1, "lzma": 2}
 QUANTIZERS = ("none", "float16", "int8", "kmeans")
 SMALL_WEIGHTS = ("float32", "float16")
@@ -242,7 +252,8 @@ def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weigh
         coeffs = state.coefficients()
         kept = {n: (masks[n], np.asarray(coeffs[n], np.float32)[masks[n]]) for n in masks}
 
-    kernel_paths = {state.layers[n].kernel.path: n for n in state.plans}
+    kernel_names = {id(state.layers[n].kernel): n for n in state.plans}
+    layer_index = {id(layer): i for i, layer in enumerate(bases._flatten_layers(model))}
     blobs = io.BytesIO()
 
     def put(b):
@@ -254,7 +265,7 @@ def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weigh
     for w in model.weights:
         value = np.asarray(w.numpy())
         entry = {"path": w.path, "shape": [int(s) for s in value.shape], "dtype": str(value.dtype)}
-        name = kernel_paths.get(w.path)
+        name = kernel_names.get(id(w))
         if name is None:
             dt = np.float16 if (small_weights == "float16" and value.dtype.kind == "f") else value.dtype
             entry.update({"kind": "dense", "encoding": np.dtype(dt).name,
@@ -273,6 +284,7 @@ def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weigh
                 max_err = max(max_err, float(np.abs(rec - value).max()))
             entry.update({
                 "kind": "compressed", "plan": plan.to_dict(), "n_kept": int(mask.sum()),
+                "layer_index": layer_index[id(state.layers[name])],
                 "positions": {"encoding": pos_enc, "blob": put(pos_bytes)},
                 "values": {**meta, "blob": put(val_bytes)},
             })
@@ -351,9 +363,10 @@ def read_header(data):
     magic, version, codec_id, _, plen, rawlen, crc = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CompressedFileError("Not a dwt-keras compressed file (bad magic bytes).")
-    if version != VERSION:
-        raise CompressedFileError(f"Unsupported compressed-file version {version} (this library "
-                                  f"reads version {VERSION}).")
+    if version not in READABLE_VERSIONS:
+        raise CompressedFileError(
+            f"Unsupported compressed-file version {version} (this library reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); a newer dwt-keras wrote it: upgrade.")
     codec = {v: k for k, v in CODECS.items()}.get(codec_id)
     if codec is None:
         raise CompressedFileError(f"Unknown codec id {codec_id}; the file is corrupted.")
@@ -377,6 +390,29 @@ def read_header(data):
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CompressedFileError(f"Compressed file corrupted: bad header ({e}).") from e
     return header, raw[4 + hlen:]
+
+
+def _kernel_owners(model):
+    """``{id(kernel variable): (position in the flattened layer list, layer)}``."""
+    owners = {}
+    for i, layer in enumerate(bases._flatten_layers(model)):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None:
+            owners[id(kernel)] = (i, layer)
+    return owners
+
+
+def _plan_for(plan, entry, weight_index, weight, owners):
+    """`plan` renamed to the rebuilt model's layer that owns `weight` (the stable key is the
+    weight's position, checked against the stored layer position)."""
+    index, layer = owners.get(id(weight), (None, None))
+    stored = entry.get("layer_index")
+    if layer is None or (stored is not None and int(stored) != index):
+        raise CompressedFileError(
+            f"Weight {weight_index} ('{entry['path']}') is stored as the compressed kernel of "
+            f"layer {stored} ('{plan.layer}'), but in the rebuilt model it is '{weight.path}' "
+            f"of layer {index}: the architecture does not match the weights.")
+    return dataclasses.replace(plan, layer=layer.name)
 
 
 def load_compressed(path, attach_state=True):
@@ -411,8 +447,9 @@ def load_compressed(path, attach_state=True):
             raise CompressedFileError("Compressed file corrupted: blob out of range.")
         return blobs[off:off + n]
 
+    owners = _kernel_owners(model)
     values, plans, masks = [], [], {}
-    for w, e in zip(model.weights, header["weights"]):
+    for i, (w, e) in enumerate(zip(model.weights, header["weights"])):
         shape = tuple(e["shape"])
         if tuple(int(s) for s in w.shape) != shape:
             raise CompressedFileError(f"Weight {e['path']}: stored shape {shape} differs from "
@@ -422,7 +459,7 @@ def load_compressed(path, attach_state=True):
                                 count=int(np.prod(shape))).astype(np.dtype(e["dtype"]))
             values.append(arr.reshape(shape))
             continue
-        plan = bases.LayerPlan.from_dict(e["plan"])
+        plan = _plan_for(bases.LayerPlan.from_dict(e["plan"]), e, i, w, owners)
         mask = _decode_positions(e["positions"]["encoding"], blob(e["positions"]["blob"]),
                                  plan.n_coefficients, int(e["n_kept"]))
         vals = _dequantize(e["values"], blob(e["values"]["blob"]), int(e["n_kept"]))
