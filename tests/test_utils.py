@@ -107,6 +107,28 @@ def test_public_names_resolve_lazily():
         dwt_keras.nope  # noqa: B018
 
 
+def test_subpackages_are_reachable_as_attributes_after_a_plain_import():
+    """The README's ``import dwt_keras; dwt_keras.compression.GradualCompression(...)``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dwt_keras\n"
+        "names = set(dir(dwt_keras))\n"
+        "assert {'compression', 'wavelets', 'transformer', 'training', 'utils'} <= names, names\n"
+        "assert 'keras' not in sys.modules, 'dir(dwt_keras) must not import the subpackages'\n"
+        "cb = dwt_keras.compression.GradualCompression(final_keep=0.05, end_step=1000, "
+        "basis='db4')\n"
+        "assert type(cb).__module__ == 'dwt_keras.compression.callbacks'\n"
+        "assert dwt_keras.compression.storage.save_compressed is dwt_keras.save_compressed\n"
+        "assert dwt_keras.utils.io.atomic_write_bytes\n"
+        "print('OK')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
 def test_cpu_model_names_the_processor():
     import pathlib
 
