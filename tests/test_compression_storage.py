@@ -25,7 +25,7 @@ def _x(n=64):
 @pytest.mark.parametrize("basis", ["haar", "db4", "bior2.2", "dct", "identity"])
 def test_round_trip_is_exact_without_quantisation(tmp_path, basis):
     m = _pruned(basis)
-    info = save_compressed(m, tmp_path / "m.dwtc")
+    info = save_compressed(m, tmp_path / "m.dwtc", quantize=None)
     assert info["max_abs_weight_error"] == 0.0
     m2 = load_compressed(tmp_path / "m.dwtc")
     x = _x()
@@ -38,7 +38,7 @@ def test_round_trip_is_exact_without_quantisation(tmp_path, basis):
 @pytest.mark.parametrize("quantize", ["float16", "int8", "kmeans"])
 def test_quantised_round_trip_within_stated_error(tmp_path, quantize):
     m = _pruned("db2")
-    exact = save_compressed(m, tmp_path / "exact.dwtc")["bytes"]
+    exact = save_compressed(m, tmp_path / "exact.dwtc", quantize=None)["bytes"]
     info = save_compressed(m, tmp_path / "q.dwtc", quantize=quantize, bits=4)
     err = info["max_abs_weight_error"]
     assert 0 < err < 0.05
@@ -52,8 +52,10 @@ def test_quantised_round_trip_within_stated_error(tmp_path, quantize):
 
 
 def test_file_stores_only_kept_coefficients(tmp_path):
-    sparse = save_compressed(_pruned("haar", keep=0.02), tmp_path / "a.dwtc", codec="none")
-    dense = save_compressed(_pruned("haar", keep=0.5), tmp_path / "b.dwtc", codec="none")
+    sparse = save_compressed(_pruned("haar", keep=0.02), tmp_path / "a.dwtc", quantize=None,
+                             codec="none")
+    dense = save_compressed(_pruned("haar", keep=0.5), tmp_path / "b.dwtc", quantize=None,
+                            codec="none")
     n = 256 * 64 + 64 * 32 + 32 * 4
     # float32 values of the kept coefficients dominate: about 4 bytes * kept
     assert sparse["bytes"] < 4 * n * 0.02 * 2 + 20000
@@ -68,7 +70,7 @@ def test_model_without_state_keeps_nonzero_weights(tmp_path):
     w = k.numpy()
     w[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0
     k.assign(w)
-    save_compressed(m, tmp_path / "m.dwtc")
+    save_compressed(m, tmp_path / "m.dwtc", quantize=None)
     m2 = load_compressed(tmp_path / "m.dwtc")
     np.testing.assert_array_equal(m2.get_layer("fc1").kernel.numpy(), w)
 
@@ -140,6 +142,25 @@ def test_bad_storage_options():
         storage.serialize_compressed(m, quantize="int4")
     with pytest.raises(ValueError, match="codec"):
         storage.serialize_compressed(m, codec="brotli")
+
+
+def test_defaults_are_the_apps_six_bit_kmeans_and_lzma(tmp_path):
+    import inspect
+
+    from dwt_keras.compression import CompressionMetrics
+
+    info = save_compressed(_pruned("haar"), tmp_path / "m.dwtc")
+    header, _ = storage.read_header((tmp_path / "m.dwtc").read_bytes())
+    assert (header["quantize"], header["bits"], info["codec"]) == ("kmeans", 6, "lzma")
+    # layers with at most 2**6 kept values store them as float32 (no codebook to pay for)
+    assert "kmeans" in {e["values"]["encoding"] for e in header["weights"]
+                        if e["kind"] == "compressed"}
+    assert (storage.DEFAULT_QUANTIZE, storage.DEFAULT_BITS, storage.DEFAULT_CODEC) \
+        == ("kmeans", 6, "lzma")
+    for fn in (save_compressed, storage.serialize_compressed, CompressionMetrics):
+        params = inspect.signature(fn).parameters
+        assert (params["quantize"].default, params["bits"].default, params["codec"].default) \
+            == ("kmeans", 6, "lzma"), fn
 
 
 def test_sizes_in_bytes(tmp_path):

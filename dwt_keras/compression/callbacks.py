@@ -22,7 +22,7 @@ import warnings
 
 import keras
 
-from dwt_keras.compression import bases, constraints, selection
+from dwt_keras.compression import bases, constraints, selection, storage
 
 
 class CompressionCallback(keras.callbacks.Callback):
@@ -431,10 +431,12 @@ class CompressionMetrics(keras.callbacks.Callback):
 
     Args:
         log_dir: TensorBoard folder, or None (logs only).
-        quantize, bits, codec, small_weights: storage options, as in `save_compressed`.
+        quantize, bits, codec, small_weights: storage options, as in `save_compressed` (same
+            defaults: 6-bit k-means, lzma).
     """
 
-    def __init__(self, log_dir=None, quantize=None, bits=5, codec="lzma", small_weights="float32"):
+    def __init__(self, log_dir=None, quantize=storage.DEFAULT_QUANTIZE, bits=storage.DEFAULT_BITS,
+                 codec=storage.DEFAULT_CODEC, small_weights=storage.DEFAULT_SMALL_WEIGHTS):
         super().__init__()
         self._config = dict(log_dir=log_dir, quantize=quantize, bits=bits, codec=codec,
                             small_weights=small_weights)
@@ -447,7 +449,7 @@ class CompressionMetrics(keras.callbacks.Callback):
         return type(self)(**copy.deepcopy(self._config, memo))
 
     def on_epoch_end(self, epoch, logs=None):
-        from dwt_keras.compression import sizes, storage
+        from dwt_keras.compression import sizes
 
         state = constraints.get_state(self.model)
         if state is None or state.keep_ratio is None and state.threshold is None:

@@ -56,6 +56,12 @@ READABLE_VERSIONS = (1, 2)
 CODECS = {"none": 0, "zlib": 1, "lzma": 2}
 QUANTIZERS = ("none", "float16", "int8", "kmeans")
 SMALL_WEIGHTS = ("float32", "float16")
+#: Defaults of `save_compressed`, `CompressionMetrics` and the apps' storage settings: 6-bit
+#: k-means values (a 64-entry codebook per layer, as Deep Compression's conv layers), lzma.
+DEFAULT_QUANTIZE = "kmeans"
+DEFAULT_BITS = 6
+DEFAULT_CODEC = "lzma"
+DEFAULT_SMALL_WEIGHTS = "float32"
 _HEADER = struct.Struct("<8sHBBQQI")
 
 
@@ -232,8 +238,8 @@ def _architecture(model):
     return config
 
 
-def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weights="float32",
-                         snap=True, state=None):
+def serialize_compressed(model, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, codec=DEFAULT_CODEC,
+                         small_weights=DEFAULT_SMALL_WEIGHTS, snap=True, state=None):
     """Encodes `model` into the compressed file format; returns ``(bytes, info)``.
 
     See `save_compressed` for the arguments; ``snap=False`` leaves the model untouched (used to
@@ -317,8 +323,8 @@ def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weigh
     return out, info
 
 
-def save_compressed(model, path, quantize=None, bits=5, codec="lzma", small_weights="float32",
-                    snap=True):
+def save_compressed(model, path, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, codec=DEFAULT_CODEC,
+                    small_weights=DEFAULT_SMALL_WEIGHTS, snap=True):
     """Writes `model` to one compressed file (atomically).
 
     Compressed kernels are those of the `CompressionState` attached to the model (by the
@@ -328,8 +334,9 @@ def save_compressed(model, path, quantize=None, bits=5, codec="lzma", small_weig
     Args:
         model: a Keras model.
         path: output path (conventionally ``*.dwtc``).
-        quantize: ``None`` (float32, exact), ``"float16"``, ``"int8"`` or ``"kmeans"``.
-        bits: codebook bits for ``"kmeans"`` (``2**bits`` centroids, 1-8).
+        quantize: ``"kmeans"`` (default: a ``2**bits``-entry codebook per layer), ``"int8"``,
+            ``"float16"``, or ``None`` (float32: the loaded model equals the in-memory one).
+        bits: codebook bits for ``"kmeans"`` (``2**bits`` centroids, 1-8; default 6).
         codec: ``"lzma"`` (default), ``"zlib"`` or ``"none"``.
         small_weights: ``"float32"`` or ``"float16"`` for the weights stored densely.
         snap: set each compressed kernel to the reconstruction of its stored coefficients first,
@@ -341,7 +348,7 @@ def save_compressed(model, path, quantize=None, bits=5, codec="lzma", small_weig
 
     Example:
 
-    >>> info = save_compressed(model, "model.dwtc", quantize="kmeans")   # doctest: +SKIP
+    >>> info = save_compressed(model, "model.dwtc")   # 6-bit k-means, lzma  # doctest: +SKIP
     >>> restored = load_compressed("model.dwtc")                         # doctest: +SKIP
     """
     from dwt_keras.utils.io import atomic_write_bytes
