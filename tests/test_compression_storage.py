@@ -88,25 +88,72 @@ def test_loaded_model_can_be_retrained_with_masks_held(tmp_path):
     assert state.max_hold_error()["projection_error"] < 1e-5
 
 
-def test_truncated_corrupted_and_foreign_files_raise_clear_errors(tmp_path):
+@pytest.mark.parametrize("codec", sorted(storage.CODECS))
+def test_truncated_corrupted_and_foreign_files_raise_clear_errors(tmp_path, codec):
     m = _pruned("haar")
     p = tmp_path / "m.dwtc"
-    save_compressed(m, p)
+    save_compressed(m, p, codec=codec)
     data = p.read_bytes()
-    (tmp_path / "trunc.dwtc").write_bytes(data[:-10])
-    with pytest.raises(CompressedFileError, match="truncated"):
-        load_compressed(tmp_path / "trunc.dwtc")
-    flipped = bytearray(data)
-    flipped[len(data) // 2] ^= 0xFF
-    (tmp_path / "flip.dwtc").write_bytes(bytes(flipped))
-    with pytest.raises(CompressedFileError, match="checksum"):
-        load_compressed(tmp_path / "flip.dwtc")
-    (tmp_path / "foreign.dwtc").write_bytes(b"PK\x03\x04" + b"\x00" * 100)
-    with pytest.raises(CompressedFileError, match="magic"):
-        load_compressed(tmp_path / "foreign.dwtc")
-    (tmp_path / "empty.dwtc").write_bytes(b"")
-    with pytest.raises(ValueError, match="truncated"):
-        load_compressed(tmp_path / "empty.dwtc")
+    cases = {"truncated": data[:-10], "padded": data + b"\0", "foreign": b"PK\x03\x04" + b"\0" * 100,
+             "empty": b"", "header only": data[:storage._HEADER.size]}
+    # one flipped byte in the container's CRC field, in the payload's start, middle and end
+    for name, at in (("crc", 28), ("start", storage._HEADER.size),
+                     ("middle", (storage._HEADER.size + len(data)) // 2), ("end", len(data) - 1)):
+        flipped = bytearray(data)
+        flipped[at] ^= 0x01
+        cases["flipped " + name] = bytes(flipped)
+    for name, bad in cases.items():
+        (tmp_path / "bad.dwtc").write_bytes(bad)
+        with pytest.raises(CompressedFileError) as err:
+            load_compressed(tmp_path / "bad.dwtc")
+        expected = {"truncated": "truncated", "padded": "truncated or padded",
+                    "foreign": "magic", "empty": "truncated", "header only": "truncated"}
+        assert expected.get(name, "checksum") in str(err.value), (name, str(err.value))
+
+
+def _repacked(tmp_path, data, edit, version=storage.VERSION, codec="lzma"):
+    """`data`'s header edited by `edit(header)`, re-packed with a valid CRC."""
+    header, blobs = storage.read_header(data)
+    edit(header)
+    path = tmp_path / "edited.dwtc"
+    path.write_bytes(storage.pack_container(header, blobs, codec, version=version))
+    return path
+
+
+def _first(header, kind):
+    return next(e for e in header["weights"] if e["kind"] == kind)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h["weights"].pop(), "the file lists"),
+    (lambda h: _first(h, "dense")["blob"].update(offset=10**9), "out of range"),
+    (lambda h: _first(h, "dense")["blob"].update(offset=-8), "out of range"),
+    (lambda h: _first(h, "dense")["blob"].update(nbytes=4), "are needed"),
+    (lambda h: _first(h, "compressed")["values"]["blob"].update(nbytes=2), "cannot be decoded"),
+    (lambda h: _first(h, "compressed").update(n_kept=10**9), "kept coefficients"),
+    (lambda h: _first(h, "compressed")["positions"].update(encoding="zigzag"), "position"),
+    (lambda h: _first(h, "compressed").update(layer_index=0), "architecture does not match"),
+    (lambda h: _first(h, "compressed").pop("plan"), "cannot be decoded"),
+    (lambda h: h.pop("model_config"), "no architecture"),
+])
+def test_inconsistent_content_in_a_valid_container_is_a_compressed_file_error(tmp_path, edit,
+                                                                            message):
+    p = tmp_path / "m.dwtc"
+    save_compressed(_pruned("haar"), p, quantize=None)
+    with pytest.raises(CompressedFileError, match=message):
+        load_compressed(_repacked(tmp_path, p.read_bytes(), edit))
+
+
+def test_unsupported_version_and_codec_id(tmp_path):
+    p = tmp_path / "m.dwtc"
+    save_compressed(_pruned("haar"), p)
+    with pytest.raises(CompressedFileError, match="version 99 .*reads versions 1, 2"):
+        load_compressed(_repacked(tmp_path, p.read_bytes(), lambda h: None, version=99))
+    data = bytearray(p.read_bytes())
+    data[10] = 7  # codec id
+    (tmp_path / "codec.dwtc").write_bytes(bytes(data))
+    with pytest.raises(CompressedFileError, match="codec id 7"):
+        load_compressed(tmp_path / "codec.dwtc")
 
 
 def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):

@@ -313,11 +313,7 @@ def serialize_compressed(model, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, co
         "max_abs_weight_error": max_err,
         "weights": entries,
     }
-    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw = struct.pack("<I", len(header_bytes)) + header_bytes + blobs.getvalue()
-    payload = _encode(raw, codec)
-    out = _HEADER.pack(MAGIC, VERSION, CODECS[codec], 0, len(payload), len(raw),
-                       zlib.crc32(payload) & 0xFFFFFFFF) + payload
+    out = pack_container(header, blobs.getvalue(), codec)
     info = {"bytes": len(out), "codec": codec, "quantize": quantize,
             "max_abs_weight_error": max_err, "layers": layer_info}
     return out, info
@@ -360,6 +356,16 @@ def save_compressed(model, path, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, c
     return info
 
 
+def pack_container(header, blobs, codec, version=VERSION):
+    """The file's bytes: container header, then the codec's encoding of the 4-byte header
+    length, the JSON `header` and the `blobs` (inverse of `read_header`)."""
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw = struct.pack("<I", len(header_bytes)) + header_bytes + blobs
+    payload = _encode(raw, codec)
+    return _HEADER.pack(MAGIC, version, CODECS[codec], 0, len(payload), len(raw),
+                        zlib.crc32(payload) & 0xFFFFFFFF) + payload
+
+
 def read_header(data):
     """Validates the container and returns ``(header dict, blob bytes)``."""
     if len(data) < _HEADER.size:
@@ -397,6 +403,44 @@ def read_header(data):
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CompressedFileError(f"Compressed file corrupted: bad header ({e}).") from e
     return header, raw[4 + hlen:]
+
+
+def _blob(blobs, ref, expected=None):
+    off, n = int(ref["offset"]), int(ref["nbytes"])
+    if off < 0 or n < 0 or off + n > len(blobs):
+        raise CompressedFileError(f"Compressed file corrupted: blob [{off}, {off + n}) out of "
+                                  f"range (the blob area holds {len(blobs)} bytes).")
+    if expected is not None and n != expected:
+        raise CompressedFileError(f"Compressed file corrupted: a blob of {n} bytes where "
+                                  f"{expected} are needed.")
+    return blobs[off:off + n]
+
+
+def _decode_weight(e, i, w, blobs, owners):
+    """``(value, plan or None, mask or None)`` of weight `i` from its header entry `e`."""
+    shape = tuple(int(s) for s in e["shape"])
+    if tuple(int(s) for s in w.shape) != shape:
+        raise CompressedFileError(f"Weight {e['path']}: stored shape {shape} differs from "
+                                  f"the architecture's {tuple(w.shape)}.")
+    if e["kind"] == "dense":
+        dtype = np.dtype(e["encoding"])
+        count = int(np.prod(shape))
+        raw = _blob(blobs, e["blob"], count * dtype.itemsize)
+        return np.frombuffer(raw, dtype=dtype, count=count).astype(np.dtype(e["dtype"])).reshape(shape), None, None
+    if e["kind"] != "compressed":
+        raise CompressedFileError(f"Unknown weight kind {e['kind']!r}.")
+    plan = _plan_for(bases.LayerPlan.from_dict(e["plan"]), e, i, w, owners)
+    n_kept = int(e["n_kept"])
+    if not 0 <= n_kept <= plan.n_coefficients:
+        raise CompressedFileError(f"Compressed file corrupted: {n_kept} kept coefficients of "
+                                  f"{plan.n_coefficients}.")
+    mask = _decode_positions(e["positions"]["encoding"], _blob(blobs, e["positions"]["blob"]),
+                             plan.n_coefficients, n_kept)
+    vals = _dequantize(e["values"], _blob(blobs, e["values"]["blob"]), n_kept)
+    coeff = np.zeros(plan.n_coefficients, np.float32)
+    coeff[mask] = vals
+    kernel = np.asarray(bases.KernelTransform(plan).inverse(coeff))
+    return kernel.reshape(shape), plan, mask
 
 
 def _kernel_owners(model):
@@ -441,41 +485,30 @@ def load_compressed(path, attach_state=True):
     with open(path, "rb") as f:
         data = f.read()
     header, blobs = read_header(data)
+    if not isinstance(header.get("model_config"), dict) or not isinstance(header.get("weights"), list):
+        raise CompressedFileError("Compressed file corrupted: the header has no architecture "
+                                  "or weight list.")
     model = keras.models.model_from_json(json.dumps(header["model_config"]))
     if len(model.weights) != len(header["weights"]):
         raise CompressedFileError(
             f"The stored architecture has {len(model.weights)} weights but the file lists "
             f"{len(header['weights'])}."
         )
-
-    def blob(ref):
-        off, n = int(ref["offset"]), int(ref["nbytes"])
-        if off + n > len(blobs):
-            raise CompressedFileError("Compressed file corrupted: blob out of range.")
-        return blobs[off:off + n]
-
     owners = _kernel_owners(model)
     values, plans, masks = [], [], {}
     for i, (w, e) in enumerate(zip(model.weights, header["weights"])):
-        shape = tuple(e["shape"])
-        if tuple(int(s) for s in w.shape) != shape:
-            raise CompressedFileError(f"Weight {e['path']}: stored shape {shape} differs from "
-                                      f"the architecture's {tuple(w.shape)}.")
-        if e["kind"] == "dense":
-            arr = np.frombuffer(blob(e["blob"]), dtype=np.dtype(e["encoding"]),
-                                count=int(np.prod(shape))).astype(np.dtype(e["dtype"]))
-            values.append(arr.reshape(shape))
-            continue
-        plan = _plan_for(bases.LayerPlan.from_dict(e["plan"]), e, i, w, owners)
-        mask = _decode_positions(e["positions"]["encoding"], blob(e["positions"]["blob"]),
-                                 plan.n_coefficients, int(e["n_kept"]))
-        vals = _dequantize(e["values"], blob(e["values"]["blob"]), int(e["n_kept"]))
-        coeff = np.zeros(plan.n_coefficients, np.float32)
-        coeff[mask] = vals
-        kernel = np.asarray(bases.KernelTransform(plan).inverse(coeff))
-        values.append(kernel.reshape(shape))
-        plans.append(plan)
-        masks[plan.layer] = mask
+        try:
+            value, plan, mask = _decode_weight(e, i, w, blobs, owners)
+        except CompressedFileError:
+            raise
+        except (KeyError, TypeError, IndexError, ValueError) as err:
+            # A valid container whose content does not add up (a writer's bug, or an edit).
+            raise CompressedFileError(f"Compressed file corrupted: weight {i} cannot be decoded "
+                                      f"({type(err).__name__}: {err}).") from err
+        values.append(value)
+        if plan is not None:
+            plans.append(plan)
+            masks[plan.layer] = mask
     model.set_weights(values)
     if attach_state and plans:
         state = constraints.CompressionState.create(
