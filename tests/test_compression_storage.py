@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from dwt_keras.compression import compress_model, load_compressed, save_compressed, sizes, storage
+from dwt_keras.compression import (bases, compress_model, load_compressed, save_compressed, sizes,
+                                   storage)
 from dwt_keras.compression.storage import CompressedFileError
 from dwt_keras.models import build_model
 
@@ -61,7 +62,7 @@ def test_file_stores_only_kept_coefficients(tmp_path):
     assert sparse["bytes"] < 4 * n * 0.02 * 2 + 20000
     assert dense["bytes"] > 4 * n * 0.5
     kinds = {l["positions_encoding"] for l in sparse["layers"]}
-    assert kinds <= {"bitmask", "delta_varint"}
+    assert kinds <= {"bitmask", "delta_varint", "range_bands"}
 
 
 def test_model_without_state_keeps_nonzero_weights(tmp_path):
@@ -173,14 +174,24 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
 
 
 def test_varint_and_position_codes_round_trip():
+    from dwt_keras.compression import coding
+
     rng = np.random.default_rng(0)
     v = np.concatenate([[0, 1, 127, 128, 16383, 16384, 2**31], rng.integers(0, 10**6, 1000)])
-    np.testing.assert_array_equal(storage.varint_decode(storage.varint_encode(v), v.size), v)
-    for density in (0.001, 0.05, 0.6):
+    np.testing.assert_array_equal(coding.varint_decode(coding.varint_encode(v), v.size), v)
+    sizes = [40, 120, 120, 120, 4600]
+    for density in (0.0, 0.001, 0.05, 0.6, 1.0):
         mask = rng.random(5000) < density
-        enc, data = storage._encode_positions(mask, "lzma")
-        np.testing.assert_array_equal(
-            storage._decode_positions(enc, data, mask.size, int(mask.sum())), mask)
+        mask[:40] |= density > 0.5  # a dense coarse band, as wavelet plans have
+        for enc in ("bitmask", "delta_varint", "range_bands"):
+            data = {"bitmask": np.packbits(mask).tobytes(),
+                    "delta_varint": coding.varint_encode(np.diff(np.flatnonzero(
+                        np.concatenate([[True], mask]))) - 1),
+                    "range_bands": coding._range_bands(mask, sizes)}[enc]
+            np.testing.assert_array_equal(
+                coding.decode_positions(enc, data, mask.size, int(mask.sum()), sizes), mask)
+        best, _ = coding.encode_positions(mask, lambda b: len(storage._encode(b, "lzma")), sizes)
+        assert best in ("bitmask", "delta_varint", "range_bands")
 
 
 def test_bad_storage_options():
@@ -198,10 +209,12 @@ def test_defaults_are_the_apps_six_bit_kmeans_and_lzma(tmp_path):
 
     info = save_compressed(_pruned("haar"), tmp_path / "m.dwtc")
     header, _ = storage.read_header((tmp_path / "m.dwtc").read_bytes())
-    assert (header["quantize"], header["bits"], info["codec"]) == ("kmeans", 6, "lzma")
+    assert (header["quantize"], info["codec"], header["small_weights"]) \
+        == ("kmeans", "lzma", "float16")
+    assert header["bits"] == {"fc1": 6, "fc2": 6, "logits": 6}
     # layers with at most 2**6 kept values store them as float32 (no codebook to pay for)
-    assert "kmeans" in {e["values"]["encoding"] for e in header["weights"]
-                        if e["kind"] == "compressed"}
+    assert {e["values"]["encoding"] for e in header["weights"] if e["kind"] == "compressed"} \
+        & {"kmeans_range", "kmeans_packed"}
     assert (storage.DEFAULT_QUANTIZE, storage.DEFAULT_BITS, storage.DEFAULT_CODEC) \
         == ("kmeans", 6, "lzma")
     for fn in (save_compressed, storage.serialize_compressed, CompressionMetrics):
@@ -311,7 +324,9 @@ def test_user_models_load_in_a_fresh_process(tmp_path):
         save_compressed(model, tmp_path / f"{kind}.dwtc", quantize=None)
         np.savez(tmp_path / f"{kind}.npz", x=x[:8], y=model.predict(x[:8], verbose=0))
         header, _ = storage.read_header((tmp_path / f"{kind}.dwtc").read_bytes())
-        compressed = [(e["plan"]["layer_class"], e["n_kept"] / e["plan"]["n_coefficients"])
+        layers = bases._flatten_layers(model)
+        compressed = [(type(layers[e["layer_index"]]).__name__,
+                       e["n_kept"] / e["plan"]["n_coefficients"])
                       for e in header["weights"] if e["kind"] == "compressed"]
         assert [c for c, _ in compressed] == ["Conv2D", "Dense", "Dense"], (kind, compressed)
         assert all(0 < share < 1 for _, share in compressed), (kind, compressed)
