@@ -7,7 +7,8 @@ Main entry points:
 * `OneShotCompression`, `IterativeCompression`, `GradualCompression` (callbacks): schedules for
   ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
 * `compress_model`: one-shot pruning without a callback.
-* `save_compressed` / `load_compressed` (storage): the compressed file.
+* `save_compressed` / `load_compressed` (storage): the compressed file; `choose_bits` (bitwidth):
+  per-layer k-means bit widths chosen on a validation split.
 * `run_compression_experiment` (pipeline): the whole experiment behind ``apps/DWT_model.py``.
 """
 
@@ -30,6 +31,8 @@ _LAZY = {
     "save_compressed": "dwt_keras.compression.storage",
     "load_compressed": "dwt_keras.compression.storage",
     "CompressedFileError": "dwt_keras.compression.storage",
+    "byte_breakdown": "dwt_keras.compression.storage",
+    "choose_bits": "dwt_keras.compression.bitwidth",
     "dense_float32_bytes": "dwt_keras.compression.sizes",
     "size_report": "dwt_keras.compression.sizes",
     "CompressionConfig": "dwt_keras.compression.pipeline",
