@@ -20,8 +20,10 @@ coefficients:
 * ``format3_chosen_bits``: the same with ``bitwidth.choose_bits(tolerance=0.001)`` on the
   validation split;
 
-and, with ``--nncodec_python``, NNCodec at several QPs on the kept-coefficient tensors (zeros
-elsewhere; biases, architecture and header as in ``format3``). Byte splits come from
+``format3_bits_sweep``: format 3 with one k-means width for every layer, for a rate-accuracy
+curve; and, with ``--nncodec_python``, NNCodec at several QPs on the kept-coefficient tensors
+(zeros elsewhere; biases, architecture and header as in ``format3``), compared on
+``kept_coefficient_bytes`` (positions + codebooks + values; NNCodec codes the zeros itself). Byte splits come from
 `storage.byte_breakdown` (each part compressed alone with the file's codec). One seed: the
 byte split does not depend on it the way accuracy differences do; accuracies here are of these
 short runs, not the app's.
@@ -160,7 +162,9 @@ def main():
     p.add_argument("--data_dir", default=os.environ.get("DWT_KERAS_DATA_DIR", "/work/shared/data"))
     p.add_argument("--nncodec_python", default=None,
                    help="python of a venv with nncodec (e.g. /work/peers/nncodec/bin/python)")
-    p.add_argument("--qps", default="-44,-40,-36,-32,-28")
+    p.add_argument("--qps", default="-40,-32,-28,-24,-20,-16,-12")
+    p.add_argument("--bits_sweep", default="1,2,3,4,5,6",
+                   help="format 3 with these uniform k-means widths (rate-accuracy beside NNCodec)")
     p.add_argument("--old_checkout", default=None,
                    help="a checkout of dwt-keras 9c7fdd3: format1 is then that code's own file")
     p.add_argument("--keeps", default="0.03,0.015")
@@ -216,6 +220,12 @@ def main():
                 row["format3_chosen_bits"].update(bits=choice["bits"],
                                                   validation_reference=choice["reference"],
                                                   validation_accuracy=choice["metric"])
+                row["format3_bits_sweep"] = []
+                for b in (int(v) for v in args.bits_sweep.split(",") if v):
+                    data, _ = storage.serialize_compressed(model, bits=b, snap=False)
+                    m = measure(data, xt, yt, tmp)[1]
+                    row["format3_bits_sweep"].append({"bits": b, **{k: m[k] for k in (
+                        "bytes", "test_accuracy", "kept_coefficient_bytes")}})
                 if args.nncodec_python:
                     row["nncodec"] = nncodec_rows(model, reference, args.nncodec_python, qps,
                                                   xt, yt, tmp)
