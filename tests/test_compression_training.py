@@ -63,7 +63,8 @@ def test_gradual_schedule_follows_optimizer_step_and_survives_deepcopy():
     m = _model()
     cb = GradualCompression(final_keep=0.1, begin_step=0, end_step=12, frequency=4, basis="haar",
                             min_kernel_size=1, verbose=0)
-    m.fit(x, y, epochs=1, batch_size=32, callbacks=[copy.deepcopy(cb)], verbose=0)  # 8 steps
+    with pytest.warns(UserWarning, match="before the ramp's end at step 12"):
+        m.fit(x, y, epochs=1, batch_size=32, callbacks=[copy.deepcopy(cb)], verbose=0)  # 8 steps
     state = get_state(m)
     assert state.keep_ratio == pytest.approx(cb.keep_at(8))
     assert 0.1 < state.keep_ratio < 1.0
@@ -72,6 +73,64 @@ def test_gradual_schedule_follows_optimizer_step_and_survives_deepcopy():
     assert int(m.optimizer.iterations.numpy()) == 16
     assert state.keep_ratio == pytest.approx(0.1)
     assert state.max_hold_error()["projection_error"] < 1e-5
+
+
+def _keep_per_epoch():
+    keeps = []
+    cb = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: keeps.append(get_state(cb.model).keep_ratio))
+    return cb, keeps
+
+
+def _schedule_warnings(record):
+    return [str(w.message) for w in record if "Compression ended" in str(w.message)]
+
+
+@pytest.mark.parametrize("end", [{"end_step": 0.5}, {"end_epoch": 2}])
+def test_gradual_end_as_share_of_the_fit_or_epoch(end, recwarn):
+    x, y = _data()  # 256 samples, batch 32: 8 steps per epoch
+    m = _model()
+    m.fit(x, y, epochs=1, batch_size=32, verbose=0)  # an earlier fit: the ramp is this fit's
+    cb = GradualCompression(final_keep=0.1, frequency=4, basis="haar", min_kernel_size=1,
+                            verbose=0, **end)
+    recorder, keeps = _keep_per_epoch()
+    m.fit(x, y, epochs=4, batch_size=32, callbacks=[copy.deepcopy(cb), recorder], verbose=0)
+    # 32 steps from optimizer step 8: the ramp ends at step 8 + 16, after the second epoch
+    assert keeps[0] > 0.1 + 1e-9
+    assert keeps[1:] == [pytest.approx(0.1)] * 3
+    assert not _schedule_warnings(recwarn)
+    assert copy.deepcopy(cb).get_config() == cb.get_config()
+    assert cb.resolve_steps(8, 4, origin=8) == (8, 24)
+
+
+def test_gradual_warns_when_the_fit_ends_before_the_ramp():
+    x, y = _data()
+    m = _model()
+    cb = GradualCompression(final_keep=0.1, end_step=2000, frequency=4, basis="haar",
+                            min_kernel_size=1, verbose=0)
+    with pytest.warns(UserWarning, match=r"ended at keep 0\.\d+, not final_keep=0\.1.*step 16"):
+        m.fit(x, y, epochs=2, batch_size=32, callbacks=[cb], verbose=0)
+    assert get_state(m).keep_ratio > 0.9
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        GradualCompression(final_keep=0.1, end_step=0.5).resolve_steps(None, 3)
+    for bad in ({"end_step": 1.5}, {"end_step": 0.0}, {"end_step": -1}, {"end_epoch": 0},
+                {"end_step": 10, "end_epoch": 1}, {"begin_step": 1.0, "end_step": 1.0}):
+        with pytest.raises(ValueError, match="Received"):
+            GradualCompression(final_keep=0.1, **bad)
+
+
+def test_iterative_warns_when_the_fit_ends_before_the_last_stage(recwarn):
+    x, y = _data()
+    m = _model()
+    cb = IterativeCompression(keep_ratios=(0.5, 0.2, 0.1), epochs_per_stage=1, basis="haar",
+                              min_kernel_size=1, verbose=0)
+    with pytest.warns(UserWarning, match="stage 2 of 3 .*keep 0.2, not the final 0.1"):
+        m.fit(x, y, epochs=2, batch_size=64, callbacks=[cb], verbose=0)
+    recwarn.clear()
+    m.fit(x, y, epochs=3, initial_epoch=2, batch_size=64, callbacks=[copy.deepcopy(cb)],
+          verbose=0)
+    assert get_state(m).keep_ratio == 0.1
+    assert not _schedule_warnings(recwarn)
 
 
 def test_deepcopy_gives_an_independent_callback_with_the_same_config():
@@ -89,7 +148,8 @@ def test_iterative_stages_by_epoch_and_resume_with_initial_epoch():
     m = _model()
     cb = IterativeCompression(keep_ratios=(0.5, 0.2), epochs_per_stage=1, basis="haar",
                               min_kernel_size=1, verbose=0)
-    m.fit(x, y, epochs=1, batch_size=64, callbacks=[cb], verbose=0)
+    with pytest.warns(UserWarning, match="stage 1 of 2"):
+        m.fit(x, y, epochs=1, batch_size=64, callbacks=[cb], verbose=0)
     assert get_state(m).keep_ratio == 0.5
     m.fit(x, y, epochs=3, initial_epoch=1, batch_size=64, callbacks=[copy.deepcopy(cb)], verbose=0)
     state = get_state(m)

@@ -79,6 +79,23 @@ def test_tokenizer_metadata_positions_are_image_normalised():
     assert grouped.num_tokens == 64 and grouped.token_dim == 48
 
 
+def test_levels_past_dwt_max_level_warn_as_wavedec2_does():
+    import warnings
+
+    # db4 (8 taps) on 28x28: dwt_max_level = floor(log2(28 / 7)) = 2, as in PyWavelets.
+    assert pywt.dwt_max_level(28, pywt.Wavelet("db4").dec_len) == 2
+    with pytest.warns(UserWarning, match=r"Level value of 3 is too high.*dwt_max_level=2"):
+        WaveletTransformer(image_size=(28, 28), in_channels=1, num_classes=10, n_levels=3,
+                           wavelet="db4", patch_size=1, **SMALL)
+    with pytest.warns(UserWarning, match="dwt_max_level=2"):
+        WaveletTokenizer((28, 28), 1, n_levels=3, wavelet="db4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a level within dwt_max_level: no warning
+        WaveletTransformer(image_size=(28, 28), in_channels=1, num_classes=10, n_levels=2,
+                           wavelet="db4", patch_size=1, **SMALL)
+        WaveletTokenizer((32, 32), 3, n_levels=5, wavelet="haar")
+
+
 # --------------------------------------------------------------------------- kernel
 def _token_set():
     meta = WaveletTokenizer((32, 32), 1, n_levels=3, wavelet="haar", patch_size=2).token_metadata()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 
 import keras
 import numpy as np
@@ -27,6 +28,39 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         io.atomic_write_json(target, {"bad": object()})
     assert json.loads(target.read_text()) == {"ok": True}
     assert os.listdir(tmp_path) == ["report.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_every_output_gets_the_mode_of_a_plain_open(tmp_path, umask):
+    """dense_model.keras was written 0600 (tempfile.mkstemp), every other output 0644."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dwt_keras.compression import compress_model, save_compressed, sizes
+    from dwt_keras.models import build_model
+
+    model = build_model("mlp", (4, 4, 1), 2, widths=(8,))
+    model.compile("adam", "mse")
+    compress_model(model, keep_ratio=0.5, basis="haar", min_kernel_size=1)
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+        io.atomic_write_bytes(tmp_path / "a.bin", b"x")
+        io.atomic_write_json(tmp_path / "report.json", {"a": 1})
+        io.atomic_save_figure(plt.figure(), tmp_path / "fig.png")
+        sizes.save_keras_atomic(model, tmp_path / "dense_model.keras")
+        save_compressed(model, tmp_path / "compressed_model.dwtc")
+        with io.atomic_path(tmp_path / "other.txt") as tmp:
+            pathlib.Path(tmp).write_text("y")
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
+    assert modes["plain.txt"] == oct(0o666 & ~umask)
+    assert set(modes.values()) == {modes["plain.txt"]}, modes
+    assert len(modes) == 7, modes  # no temporary file left behind
 
 
 def test_run_dirs_are_new_and_unique(tmp_path):
@@ -105,6 +139,28 @@ def test_public_names_resolve_lazily():
         import dwt_keras
 
         dwt_keras.nope  # noqa: B018
+
+
+def test_subpackages_are_reachable_as_attributes_after_a_plain_import():
+    """The README's ``import dwt_keras; dwt_keras.compression.GradualCompression(...)``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dwt_keras\n"
+        "names = set(dir(dwt_keras))\n"
+        "assert {'compression', 'wavelets', 'transformer', 'training', 'utils'} <= names, names\n"
+        "assert 'keras' not in sys.modules, 'dir(dwt_keras) must not import the subpackages'\n"
+        "cb = dwt_keras.compression.GradualCompression(final_keep=0.05, end_step=1000, "
+        "basis='db4')\n"
+        "assert type(cb).__module__ == 'dwt_keras.compression.callbacks'\n"
+        "assert dwt_keras.compression.storage.save_compressed is dwt_keras.save_compressed\n"
+        "assert dwt_keras.utils.io.atomic_write_bytes\n"
+        "print('OK')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
 
 
 def test_cpu_model_names_the_processor():

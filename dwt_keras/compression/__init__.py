@@ -7,7 +7,8 @@ Main entry points:
 * `OneShotCompression`, `IterativeCompression`, `GradualCompression` (callbacks): schedules for
   ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
 * `compress_model`: one-shot pruning without a callback.
-* `save_compressed` / `load_compressed` (storage): the compressed file
+* `save_compressed` / `load_compressed` (storage): the compressed file; `choose_bits` (bitwidth):
+  per-layer k-means bit widths chosen on a validation split
   (``load_compressed(path, form="coefficient")`` for the coefficient form).
 * `WaveletDomainDense`, `to_coefficient_domain`, `to_dense`, `retrain_coefficient_domain`
   (coefficient_domain): layers that hold and multiply only the kept coefficients.
@@ -38,6 +39,8 @@ _LAZY = {
     "save_compressed": "dwt_keras.compression.storage",
     "load_compressed": "dwt_keras.compression.storage",
     "CompressedFileError": "dwt_keras.compression.storage",
+    "byte_breakdown": "dwt_keras.compression.storage",
+    "choose_bits": "dwt_keras.compression.bitwidth",
     "dense_float32_bytes": "dwt_keras.compression.sizes",
     "size_report": "dwt_keras.compression.sizes",
     "compression_scalars": "dwt_keras.compression.tensorboard",

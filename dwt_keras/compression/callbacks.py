@@ -18,10 +18,11 @@ Example:
 """
 
 import copy
+import warnings
 
 import keras
 
-from dwt_keras.compression import bases, constraints, selection
+from dwt_keras.compression import bases, constraints, selection, storage
 
 
 class CompressionCallback(keras.callbacks.Callback):
@@ -225,14 +226,49 @@ class IterativeCompression(CompressionCallback):
 
     def on_train_begin(self, logs=None):
         self._install(self.state())
+        self._last_epoch = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._last_epoch = epoch
         state = self.state()
         stage = self.stage_of(epoch)
         target = self.keep_ratios[stage]
         if state.keep_ratio != target:
             self._prune(state, target, why=f"iterative stage {stage + 1}/{len(self.keep_ratios)} "
                         f"(epoch {epoch})")
+
+    def on_train_end(self, logs=None):
+        epoch = getattr(self, "_last_epoch", None)
+        if epoch is None:
+            return
+        stage = self.stage_of(epoch)
+        if stage < len(self.keep_ratios) - 1:
+            warnings.warn(
+                f"IterativeCompression ended in stage {stage + 1} of {len(self.keep_ratios)} "
+                f"(keep {self.keep_ratios[stage]:g}, not the final {self.keep_ratios[-1]:g}): the "
+                f"fit's last epoch was {epoch}, the last stage starts at epoch "
+                f"{self.final_stage_epoch()} ({self.epochs_per_stage} epoch(s) per stage). Train "
+                "for more epochs or give fewer stages.", UserWarning, stacklevel=2)
+
+
+def _is_share(value):
+    return isinstance(value, float)
+
+
+def _validate_step(name, value, share_low_open):
+    """An optimizer step (int >= 0) or a share of the fit (float in (0, 1], or [0, 1))."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be an int (an optimizer step) or a float (a share of "
+                         f"the fit's steps). Received: {name}={value!r}")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{name} must be >= 0. Received: {name}={value!r}")
+    if isinstance(value, float):
+        ok = 0.0 < value <= 1.0 if share_low_open else 0.0 <= value < 1.0
+        if not ok:
+            span = "(0, 1]" if share_low_open else "[0, 1)"
+            raise ValueError(f"A float {name} is a share of the fit's steps and must lie in "
+                             f"{span}; pass an int for an optimizer step. Received: "
+                             f"{name}={value!r}")
 
 
 class GradualCompression(CompressionCallback):
@@ -243,47 +279,105 @@ class GradualCompression(CompressionCallback):
     ``PolynomialDecay``), re-selecting the masks every `frequency` steps; between updates and
     after `end_step` the masks are held by the constraints.
 
+    The ramp's ends are optimizer steps (ints), or shares of the fit (floats): ``end_step=0.5``
+    ends it half-way through ``fit()``'s steps (steps per epoch x epochs, as Keras passes them
+    to callbacks, counted from the step at which this fit's epoch 0 starts, so a fit after an
+    earlier one or resumed with ``initial_epoch`` keeps the same ramp). ``end_epoch=2`` ends it
+    when epoch 2 of the fit begins. Once either end is a share or `end_epoch` is given, int
+    steps also count from the start of the fit. If a fit ends before the ramp does, `on_train_end` warns with the
+    keep ratio reached.
+
     Args:
         final_keep: final keep ratio in (0, 1].
         initial_keep: keep ratio at `begin_step` (1.0: start dense).
-        begin_step, end_step: optimizer steps of the ramp.
+        begin_step: optimizer step (int; counted from the fit's start when the end is a share
+            or `end_epoch`) or share of the fit (float in [0, 1)) where the ramp starts.
+        end_step: optimizer step (int) or share of the fit (float in (0, 1]) where it ends.
+            Default: 1000 unless `end_epoch` is given.
         frequency: steps between mask updates.
         power: exponent of the decay (3 as in Zhu & Gupta 2017).
+        end_epoch: instead of `end_step`, the epoch of the fit at whose start the ramp ends.
         **kwargs: basis settings, see `CompressionCallback`.
+
+    Example:
+
+    >>> cb = GradualCompression(final_keep=0.05, end_step=0.5, basis="db4")   # doctest: +SKIP
+    >>> model.fit(x, y, epochs=4, callbacks=[cb])   # final keep after 2 of the 4 epochs   # doctest: +SKIP
     """
 
-    def __init__(self, final_keep, initial_keep=1.0, begin_step=0, end_step=1000, frequency=100,
-                 power=3.0, **kwargs):
+    def __init__(self, final_keep, initial_keep=1.0, begin_step=0, end_step=None, frequency=100,
+                 power=3.0, end_epoch=None, **kwargs):
         super().__init__(**kwargs)
         selection.validate_keep_ratio(final_keep, "final_keep")
         selection.validate_keep_ratio(initial_keep, "initial_keep")
         if final_keep > initial_keep:
             raise ValueError(f"final_keep ({final_keep}) must not exceed initial_keep "
                              f"({initial_keep}).")
-        for n, v in (("begin_step", begin_step), ("end_step", end_step), ("frequency", frequency)):
-            if not isinstance(v, int) or v < 0:
-                raise ValueError(f"{n} must be a non-negative int, got {v!r}.")
-        if end_step < begin_step or frequency < 1:
-            raise ValueError("Need end_step >= begin_step and frequency >= 1.")
+        if end_step is not None and end_epoch is not None:
+            raise ValueError("Pass end_step or end_epoch, not both. Received: "
+                             f"end_step={end_step!r}, end_epoch={end_epoch!r}")
+        if end_epoch is not None and (isinstance(end_epoch, bool) or not isinstance(end_epoch, int)
+                                      or end_epoch < 1):
+            raise ValueError(f"end_epoch must be a positive int. Received: end_epoch={end_epoch!r}")
+        _validate_step("begin_step", begin_step, share_low_open=False)
+        if end_step is not None:
+            _validate_step("end_step", end_step, share_low_open=True)
+        if not isinstance(frequency, int) or isinstance(frequency, bool) or frequency < 1:
+            raise ValueError(f"frequency must be a positive int. Received: frequency={frequency!r}")
+        if end_epoch is None and end_step is None:
+            end_step = 1000
+        if (end_step is not None and _is_share(begin_step) == _is_share(end_step)
+                and end_step < begin_step):
+            raise ValueError(f"Need end_step >= begin_step. Received: begin_step={begin_step!r}, "
+                             f"end_step={end_step!r}")
         self.final_keep, self.initial_keep = float(final_keep), float(initial_keep)
-        self.begin_step, self.end_step = begin_step, end_step
+        self.begin_step, self.end_step, self.end_epoch = begin_step, end_step, end_epoch
         self.frequency, self.power = frequency, float(power)
+        # Optimizer steps of the ramp; shares and epochs are resolved at the fit's first epoch.
+        self._steps = None if self._needs_fit() else (begin_step, end_step)
 
     def _schedule_config(self):
         return {"final_keep": self.final_keep, "initial_keep": self.initial_keep,
                 "begin_step": self.begin_step, "end_step": self.end_step,
-                "frequency": self.frequency, "power": self.power}
+                "end_epoch": self.end_epoch, "frequency": self.frequency, "power": self.power}
+
+    def _needs_fit(self):
+        return self.end_epoch is not None or _is_share(self.begin_step) or _is_share(self.end_step)
+
+    def resolve_steps(self, steps_per_epoch, epochs, origin=0):
+        """Optimizer steps ``(begin, end)`` of the ramp in a fit of `epochs` epochs of
+        `steps_per_epoch` steps whose epoch 0 starts at optimizer step `origin`."""
+        if not self._needs_fit():
+            return self.begin_step, self.end_step
+        if not steps_per_epoch:
+            raise ValueError(
+                f"GradualCompression(begin_step={self.begin_step!r}, end_step={self.end_step!r}, "
+                f"end_epoch={self.end_epoch!r}) needs the fit's steps per epoch, which Keras does "
+                "not know for this input: pass steps_per_epoch= to fit(), or int steps.")
+        total = int(steps_per_epoch) * int(epochs)
+
+        def at(value):
+            return origin + (int(round(value * total)) if _is_share(value) else int(value))
+
+        begin = at(self.begin_step)
+        end = origin + self.end_epoch * int(steps_per_epoch) if self.end_epoch is not None \
+            else at(self.end_step)
+        return begin, max(begin, end)
 
     def keep_at(self, step):
         """Scheduled keep ratio at optimizer step `step` (updates every `frequency` steps)."""
-        if step < self.begin_step:
+        if self._steps is None:
+            raise ValueError("This schedule is given as a share of the fit or in epochs: its "
+                             "steps are known once fit() starts (or call resolve_steps).")
+        begin, end = self._steps
+        if step < begin:
             return None
-        if step >= self.end_step:
-            s = self.end_step
+        if step >= end:
+            s = end
         else:
-            s = self.begin_step + (step - self.begin_step) // self.frequency * self.frequency
-        return selection.polynomial_keep(s, self.initial_keep, self.final_keep, self.begin_step,
-                                         self.end_step, self.power)
+            s = begin + (step - begin) // self.frequency * self.frequency
+        return selection.polynomial_keep(s, self.initial_keep, self.final_keep, begin, end,
+                                         self.power)
 
     def _update(self, step):
         target = self.keep_at(step)
@@ -297,16 +391,35 @@ class GradualCompression(CompressionCallback):
 
     def on_train_begin(self, logs=None):
         self._install(self.state())
-        self._epoch_start = self._step()
-        self._update(self._epoch_start)
+        if self._needs_fit():
+            self._steps = None  # resolved at the first epoch, which says where the fit starts
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self._step()
+        if self._steps is None:
+            params = self.params or {}
+            steps = params.get("steps")
+            self._steps = self.resolve_steps(
+                steps, params.get("epochs", 1), origin=self._epoch_start - epoch * (steps or 0))
         self._update(self._epoch_start)
 
     def on_train_batch_end(self, batch, logs=None):
         # Keras passes the last step index of this execution within the epoch.
         self._update(self._epoch_start + batch + 1)
+
+    def on_train_end(self, logs=None):
+        state = constraints.get_state(self.model)
+        if self._steps is None or state is None:
+            return
+        step, end = self._step(), self._steps[1]
+        reached = state.keep_ratio if state.keep_ratio is not None else self.initial_keep
+        if step < end and reached > self.final_keep + 1e-12:
+            warnings.warn(
+                f"GradualCompression ended at keep {reached:.4g}, not final_keep="
+                f"{self.final_keep:g}: the fit stopped at optimizer step {step}, before the "
+                f"ramp's end at step {end} (end_step={self.end_step!r}, end_epoch="
+                f"{self.end_epoch!r}). Give end_step as a share of the fit (e.g. end_step=0.5) "
+                "or end_epoch=, or train for more steps.", UserWarning, stacklevel=2)
 
 
 class CompressionMetrics(keras.callbacks.Callback):
@@ -318,10 +431,12 @@ class CompressionMetrics(keras.callbacks.Callback):
 
     Args:
         log_dir: TensorBoard folder, or None (logs only).
-        quantize, bits, codec, small_weights: storage options, as in `save_compressed`.
+        quantize, bits, codec, small_weights: storage options, as in `save_compressed` (same
+            defaults: 6-bit k-means, lzma).
     """
 
-    def __init__(self, log_dir=None, quantize=None, bits=5, codec="lzma", small_weights="float32"):
+    def __init__(self, log_dir=None, quantize=storage.DEFAULT_QUANTIZE, bits=storage.DEFAULT_BITS,
+                 codec=storage.DEFAULT_CODEC, small_weights=storage.DEFAULT_SMALL_WEIGHTS):
         super().__init__()
         self._config = dict(log_dir=log_dir, quantize=quantize, bits=bits, codec=codec,
                             small_weights=small_weights)
@@ -334,7 +449,7 @@ class CompressionMetrics(keras.callbacks.Callback):
         return type(self)(**copy.deepcopy(self._config, memo))
 
     def on_epoch_end(self, epoch, logs=None):
-        from dwt_keras.compression import sizes, storage
+        from dwt_keras.compression import sizes
 
         state = constraints.get_state(self.model)
         if state is None or state.keep_ratio is None and state.threshold is None:

@@ -12,7 +12,6 @@
 """
 
 import json
-import os
 import pathlib
 import tempfile
 import zipfile
@@ -63,17 +62,12 @@ def _inference_copy(model):
 
 def save_keras_atomic(model, path):
     """Saves `model` (without optimizer state) as ``.keras`` through a temporary file and a rename."""
+    from dwt_keras.utils.io import atomic_path
+
     model = _inference_copy(model)
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

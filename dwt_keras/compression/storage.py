@@ -4,25 +4,31 @@ File layout (little-endian)::
 
     offset  size  field
     0       8     magic  b"DWTKCMP\\0"
-    8       2     format version (1)
-    10      1     codec: 0 none, 1 zlib, 2 lzma
+    8       2     format version (3; versions 1 and 2 are still read)
+    10      1     codec: 0 none, 1 zlib, 2 lzma (format 3: raw LZMA2; 1-2: the .xz container)
     11      1     reserved (0)
     12      8     payload length in bytes (as stored)
     20      8     raw payload length (after decoding)
     28      4     CRC-32 of the stored payload
     32      ...   payload
 
-The decoded payload is a 4-byte header length, a UTF-8 JSON header (the model's architecture from
-``model.to_json()``, one entry per weight in ``model.weights`` order, and for each compressed
-kernel its `LayerPlan`) and a blob area with:
+The decoded payload is a 4-byte header length, a UTF-8 JSON header and a blob area. The header
+holds the model's architecture (format 3: compacted, see `architecture.compact_config`; 1-2: the
+full ``model.to_json()``), the storage options, and one entry per weight in ``model.weights``
+order: for a weight stored densely its encoding, for each compressed kernel its `LayerPlan`, its
+layer's position in the flattened layer list (formats 2-3) and the encodings of the positions
+and values of its kept coefficients. The codes are described in `coding`:
 
-* small dense weights (biases, normalisation statistics, small kernels): float32, or float16 with
-  ``small_weights="float16"``;
-* for each compressed kernel: the positions of the kept coefficients, as a bitmask
-  (``numpy.packbits``) or as delta-coded indices (LEB128 varints of the gaps), whichever the codec
-  compresses smaller; and their values: float32 (exact), float16, int8 (symmetric, one scale per
-  layer) or a k-means codebook (``2**bits`` float32 centroids, initialised on a linear grid as in
-  Deep Compression) with one uint8 index per value.
+* positions: per-band range coding (format 3), or delta varints / a bitmask for the codec;
+* values: float32 (exact), float16, int8, or a ``2**bits``-entry k-means codebook with the labels
+  range-coded or bit-packed (format 3; ``bits`` may differ per layer);
+* weights stored densely (biases, normalisation statistics, small kernels): float32, float16 or
+  int8 (``small_weights``).
+
+Weights are matched to the rebuilt model by position, never by name: entry ``i`` is
+``model.weights[i]``, checked against the stored ``layer_index``. Layer names are not stable
+across processes for a subclassed model (Keras numbers auto-named layers per process), weight
+paths neither; the positions are.
 
 ``save_compressed`` first *snaps* each compressed kernel to the reconstruction of its kept
 coefficients (``W = B^-1(c)``, computed eagerly as ``load_compressed`` does), so without
@@ -30,23 +36,35 @@ quantisation the loaded model's predictions equal the in-memory model's bit for 
 quantisation, the largest absolute weight error is returned (and stored in the header).
 """
 
+import dataclasses
 import io
 import json
 import lzma
-import math
 import struct
 import zlib
 
 import numpy as np
 
-from dwt_keras.compression import bases, constraints
+from dwt_keras.compression import architecture, bases, coding, constraints
 
 MAGIC = b"DWTKCMP\x00"
-VERSION = 1
+VERSION = 3
+#: Format versions `load_compressed` reads (1: layers matched by weight position only; 2: plus
+#: the layer's position; 3: entropy-coded positions and values, compact architecture).
+READABLE_VERSIONS = (1, 2, 3)
 CODECS = {"none": 0, "zlib": 1, "lzma": 2}
 QUANTIZERS = ("none", "float16", "int8", "kmeans")
-SMALL_WEIGHTS = ("float32", "float16")
+SMALL_WEIGHTS = coding.SMALL_WEIGHTS
+#: Defaults of `save_compressed`, `CompressionMetrics` and the apps' storage settings: 6-bit
+#: k-means values (a 64-entry codebook per layer, as Deep Compression's conv layers), lzma, and
+#: the weights stored densely (biases...) in float16 when the values are quantised, float32
+#: when they are not ("auto").
+DEFAULT_QUANTIZE = "kmeans"
+DEFAULT_BITS = 6
+DEFAULT_CODEC = "lzma"
+DEFAULT_SMALL_WEIGHTS = "auto"
 _HEADER = struct.Struct("<8sHBBQQI")
+_LZMA2 = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 24}]
 
 
 class CompressedFileError(ValueError):
@@ -54,158 +72,69 @@ class CompressedFileError(ValueError):
 
 
 # --------------------------------------------------------------------------- #
-# Entropy coding and position coding
+# General-purpose codec over the payload
 # --------------------------------------------------------------------------- #
-def _encode(data, codec):
+def _encode(data, codec, version=VERSION):
     if codec == "none":
         return data
     if codec == "zlib":
         return zlib.compress(data, 9)
+    if version >= 3:  # raw LZMA2: the .xz container's 48 bytes are pure overhead here
+        return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA2)
     return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE,
                          preset=9 | lzma.PRESET_EXTREME)
 
 
-def _decode(data, codec):
+def _decode(data, codec, version=VERSION):
     if codec == "none":
         return data
     if codec == "zlib":
         return zlib.decompress(data)
+    if version >= 3:
+        return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA2)
     return lzma.decompress(data, format=lzma.FORMAT_XZ)
 
 
-def varint_encode(values):
-    """LEB128 encoding of non-negative integers (vectorised)."""
-    v = np.asarray(values, dtype=np.uint64).reshape(-1)
-    if v.size == 0:
-        return b""
-    nbytes = np.ones(v.size, dtype=np.int64)
-    t = v >> np.uint64(7)
-    while np.any(t):
-        nbytes += (t > 0)
-        t = t >> np.uint64(7)
-    out = np.zeros(int(nbytes.sum()), dtype=np.uint8)
-    starts = np.concatenate([[0], np.cumsum(nbytes)[:-1]])
-    for j in range(int(nbytes.max())):
-        sel = nbytes > j
-        chunk = ((v[sel] >> np.uint64(7 * j)) & np.uint64(0x7F)).astype(np.uint8)
-        more = (nbytes[sel] > j + 1).astype(np.uint8) << 7
-        out[starts[sel] + j] = chunk | more
-    return out.tobytes()
-
-
-def varint_decode(data, count):
-    """Inverse of `varint_encode` for `count` values."""
-    b = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero((b & 0x80) == 0)
-    if ends.size != count:
-        raise CompressedFileError(f"Corrupted position data: expected {count} varints, "
-                                  f"found {ends.size}.")
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    out = np.zeros(count, dtype=np.uint64)
-    lengths = ends - starts + 1
-    for j in range(int(lengths.max()) if count else 0):
-        sel = lengths > j
-        out[sel] |= (b[starts[sel] + j].astype(np.uint64) & np.uint64(0x7F)) << np.uint64(7 * j)
-    return out
-
-
-def _encode_positions(mask, codec):
-    """Returns ``(encoding, bytes)``: the smaller (after the codec) of bitmask and delta varints."""
-    mask = np.asarray(mask, dtype=bool).reshape(-1)
-    idx = np.flatnonzero(mask)
-    bitmask = np.packbits(mask).tobytes()
-    gaps = np.diff(np.concatenate([[-1], idx])) - 1
-    delta = varint_encode(gaps)
-    if len(_encode(delta, codec)) < len(_encode(bitmask, codec)):
-        return "delta_varint", delta
-    return "bitmask", bitmask
-
-
-def _decode_positions(encoding, data, n, kept):
-    if encoding == "bitmask":
-        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n).astype(bool)
-        if int(bits.sum()) != kept:
-            raise CompressedFileError("Corrupted bitmask: kept count differs from the header.")
-        return bits
-    if encoding == "delta_varint":
-        gaps = varint_decode(data, kept).astype(np.int64)
-        idx = np.cumsum(gaps + 1) - 1
-        if kept and (idx[-1] >= n or idx[0] < 0):
-            raise CompressedFileError("Corrupted position data: index out of range.")
-        mask = np.zeros(n, dtype=bool)
-        mask[idx] = True
-        return mask
-    raise CompressedFileError(f"Unknown position encoding {encoding!r}.")
-
-
 # --------------------------------------------------------------------------- #
-# Value quantisation
+# Options
 # --------------------------------------------------------------------------- #
-def _kmeans_1d(values, n_clusters, seed=0):
-    """1-D k-means with linear initialisation (Han et al. 2016), via scikit-learn."""
-    from sklearn.cluster import KMeans
-
-    v = values.astype(np.float64).reshape(-1, 1)
-    init = np.linspace(v.min(), v.max(), n_clusters).reshape(-1, 1)
-    km = KMeans(n_clusters=n_clusters, init=init, n_init=1, random_state=seed, max_iter=100)
-    labels = km.fit_predict(v)
-    return km.cluster_centers_.reshape(-1).astype(np.float32), labels.astype(np.uint8)
+def _validate_bits(bits, name="bits"):
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 8:
+        raise ValueError(f"kmeans {name} must be an integer in [1, 8]. Received: {name}={bits!r}")
 
 
-def _quantize(values, quantize, bits):
-    """Returns ``(meta, payload bytes, dequantised float32 values)``."""
-    values = np.asarray(values, dtype=np.float32)
-    if quantize == "none" or values.size == 0:
-        return {"encoding": "float32"}, values.tobytes(), values
-    if quantize == "float16":
-        q = values.astype(np.float16)
-        return {"encoding": "float16"}, q.tobytes(), q.astype(np.float32)
-    if quantize == "int8":
-        scale = float(np.abs(values).max()) / 127.0 or 1.0
-        q = np.clip(np.round(values / scale), -127, 127).astype(np.int8)
-        return {"encoding": "int8", "scale": scale}, q.tobytes(), q.astype(np.float32) * np.float32(scale)
-    # kmeans
-    k = 2 ** int(bits)
-    if values.size <= k:
-        return {"encoding": "float32"}, values.tobytes(), values
-    codebook, labels = _kmeans_1d(values, k)
-    return ({"encoding": "kmeans", "codebook": [float(c) for c in codebook]}, labels.tobytes(),
-            codebook[labels])
-
-
-def _dequantize(meta, data, count):
-    enc = meta["encoding"]
-    if enc == "float32":
-        return np.frombuffer(data, dtype=np.float32, count=count).copy()
-    if enc == "float16":
-        return np.frombuffer(data, dtype=np.float16, count=count).astype(np.float32)
-    if enc == "int8":
-        return np.frombuffer(data, dtype=np.int8, count=count).astype(np.float32) * np.float32(meta["scale"])
-    if enc == "kmeans":
-        codebook = np.asarray(meta["codebook"], dtype=np.float32)
-        labels = np.frombuffer(data, dtype=np.uint8, count=count)
-        if labels.size and labels.max() >= codebook.size:
-            raise CompressedFileError("Corrupted k-means indices.")
-        return codebook[labels]
-    raise CompressedFileError(f"Unknown value encoding {enc!r}.")
-
-
-# --------------------------------------------------------------------------- #
-# Serialisation
-# --------------------------------------------------------------------------- #
 def _validate_options(quantize, bits, codec, small_weights):
     quantize = "none" if quantize in (None, False) else quantize
     if quantize not in QUANTIZERS:
         raise ValueError(f"Unknown quantize {quantize!r}; valid: {QUANTIZERS} (or None).")
     if codec not in CODECS:
         raise ValueError(f"Unknown codec {codec!r}; valid: {tuple(CODECS)}.")
-    if small_weights not in SMALL_WEIGHTS:
-        raise ValueError(f"Unknown small_weights {small_weights!r}; valid: {SMALL_WEIGHTS}.")
-    if quantize == "kmeans" and not (isinstance(bits, int) and 1 <= bits <= 8):
-        raise ValueError(f"kmeans bits must be an integer in [1, 8], got {bits!r}.")
+    if small_weights not in SMALL_WEIGHTS + ("auto",):
+        raise ValueError(f"Unknown small_weights {small_weights!r}; valid: "
+                         f"{SMALL_WEIGHTS + ('auto',)}.")
+    if quantize == "kmeans":
+        if isinstance(bits, dict):
+            for layer, b in bits.items():
+                _validate_bits(b, f"bits[{layer!r}]")
+        else:
+            _validate_bits(bits)
     return quantize
 
 
+def _layer_bits(bits, state):
+    """``{layer: bits}`` for every compressed layer; layers a dict leaves out get DEFAULT_BITS."""
+    if not isinstance(bits, dict):
+        return {n: int(bits) for n in state.plans}
+    unknown = sorted(set(bits) - set(state.plans))
+    if unknown:
+        raise ValueError(f"bits names layers that are not compressed: {unknown}; compressed "
+                         f"layers: {sorted(state.plans)}.")
+    return {n: int(bits.get(n, DEFAULT_BITS)) for n in state.plans}
+
+
+# --------------------------------------------------------------------------- #
+# Serialisation
+# --------------------------------------------------------------------------- #
 def _default_state(model):
     """Identity basis on every large kernel, keeping its non-zero weights (exact)."""
     plans = bases.plan_model(model, "identity", warn=False)
@@ -215,15 +144,45 @@ def _default_state(model):
     return state
 
 
-def _architecture(model):
-    """The model's architecture as JSON-ready dict, without its compile state (optimizer)."""
-    config = json.loads(model.to_json())
-    config.pop("compile_config", None)
-    return config
+def _kept_coefficients(state, snap):
+    if snap:
+        return state.snap()
+    masks, coeffs = state.mask_arrays(), state.coefficients()
+    return {n: (masks[n], np.asarray(coeffs[n], np.float32)[masks[n]]) for n in masks}
 
 
-def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weights="float32",
-                         snap=True, state=None):
+#: Plan fields a format 3 file leaves out: the rebuilt model's layer and weight give them.
+_DERIVED_PLAN_FIELDS = ("layer", "layer_class", "kernel_shape", "n_weights")
+
+
+def _stored_plan(plan):
+    return {k: v for k, v in plan.to_dict().items() if k not in _DERIVED_PLAN_FIELDS}
+
+
+def _full_plan(stored, layer, shape):
+    return {"layer": layer.name, "layer_class": type(layer).__name__,
+            "kernel_shape": list(shape), "n_weights": int(np.prod(shape)), **stored}
+
+
+def _blob_refs(header):
+    """The blob references of `header`'s entries in file order, with their offsets (implied in
+    format 3: blobs follow each other)."""
+    refs = []
+    for e in header["weights"]:
+        if e["kind"] == "dense":
+            refs.append(e["blob"])
+        elif e["kind"] == "compressed":
+            refs.extend([e["positions"]["blob"], e["values"]["blob"]])
+    offset = 0
+    for ref in refs:
+        if "offset" not in ref:
+            ref["offset"] = offset
+        offset = int(ref["offset"]) + int(ref["nbytes"])
+    return refs
+
+
+def serialize_compressed(model, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, codec=DEFAULT_CODEC,
+                         small_weights=DEFAULT_SMALL_WEIGHTS, snap=True, state=None):
     """Encodes `model` into the compressed file format; returns ``(bytes, info)``.
 
     See `save_compressed` for the arguments; ``snap=False`` leaves the model untouched (used to
@@ -232,81 +191,83 @@ def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weigh
     import keras
 
     quantize = _validate_options(quantize, bits, codec, small_weights)
+    if small_weights == "auto":
+        small_weights = "float32" if quantize == "none" else "float16"
     constraints.check_finite_weights(model)
     state = state or constraints.get_state(model) or _default_state(model)
+    layer_bits = _layer_bits(bits, state) if quantize == "kmeans" else None
+    kept = _kept_coefficients(state, snap)
 
-    if snap:
-        kept = state.snap()
-    else:
-        masks = state.mask_arrays()
-        coeffs = state.coefficients()
-        kept = {n: (masks[n], np.asarray(coeffs[n], np.float32)[masks[n]]) for n in masks}
+    def after_codec(data):
+        return len(_encode(data, codec))
 
-    kernel_paths = {state.layers[n].kernel.path: n for n in state.plans}
+    kernel_names = {id(state.layers[n].kernel): n for n in state.plans}
+    layer_index = {id(layer): i for i, layer in enumerate(bases._flatten_layers(model))}
     blobs = io.BytesIO()
 
-    def put(b):
-        off = blobs.tell()
+    def put(b):  # format 3: blobs follow each other in entry order (offsets implied)
         blobs.write(b)
-        return {"offset": off, "nbytes": len(b)}
+        return {"nbytes": len(b)}
 
     entries, layer_info, max_err = [], [], 0.0
     for w in model.weights:
         value = np.asarray(w.numpy())
-        entry = {"path": w.path, "shape": [int(s) for s in value.shape], "dtype": str(value.dtype)}
-        name = kernel_paths.get(w.path)
+        entry = {"shape": [int(s) for s in value.shape]}
+        if value.dtype != np.float32:
+            entry["dtype"] = str(value.dtype)
+        name = kernel_names.get(id(w))
         if name is None:
-            dt = np.float16 if (small_weights == "float16" and value.dtype.kind == "f") else value.dtype
-            entry.update({"kind": "dense", "encoding": np.dtype(dt).name,
-                          "blob": put(value.astype(dt).tobytes())})
-            if dt != value.dtype:
-                max_err = max(max_err, float(np.abs(value.astype(dt).astype(value.dtype) - value).max(initial=0)))
+            meta, data, decoded = coding.encode_dense(value, small_weights)
+            entry.update({"kind": "dense", **meta, "blob": put(data)})
+            if value.dtype.kind == "f" and value.size:
+                max_err = max(max_err, float(np.abs(decoded.astype(np.float64) - value).max()))
         else:
             plan = state.plans[name]
             mask, values = kept[name]
-            pos_enc, pos_bytes = _encode_positions(mask, codec)
-            meta, val_bytes, deq = _quantize(values, quantize, bits)
+            pos_enc, pos_bytes = coding.encode_positions(mask, after_codec,
+                                                         coding.band_sizes(plan))
+            meta, val_bytes, deq = coding.quantize_values(
+                values, quantize, layer_bits[name] if layer_bits else None, after_codec)
             if meta["encoding"] != "float32" and values.size:
                 coeff = np.zeros(plan.n_coefficients, np.float32)
                 coeff[mask] = deq
                 rec = np.asarray(state.transforms[name].inverse(coeff))
                 max_err = max(max_err, float(np.abs(rec - value).max()))
             entry.update({
-                "kind": "compressed", "plan": plan.to_dict(), "n_kept": int(mask.sum()),
+                "kind": "compressed", "plan": _stored_plan(plan), "n_kept": int(mask.sum()),
+                "layer_index": layer_index[id(state.layers[name])],
                 "positions": {"encoding": pos_enc, "blob": put(pos_bytes)},
                 "values": {**meta, "blob": put(val_bytes)},
             })
             layer_info.append({"name": name, "kept": int(mask.sum()),
                                "n_coefficients": plan.n_coefficients,
                                "positions_encoding": pos_enc, "positions_bytes": len(pos_bytes),
-                               "values_encoding": meta["encoding"], "values_bytes": len(val_bytes)})
+                               "values_encoding": meta["encoding"],
+                               "bits": meta.get("bits"), "values_bytes": len(val_bytes)})
         entries.append(entry)
 
     header = {
         "format": "dwt-keras-compressed",
         "version": VERSION,
         "keras_version": keras.__version__,
-        "model_config": _architecture(model),
+        "model_config": architecture.compact_config(model),
         "quantize": quantize,
-        "bits": int(bits) if quantize == "kmeans" else None,
+        "bits": layer_bits,
         "small_weights": small_weights,
         "scope": state.scope,
         "keep_approximation": state.keep_approximation,
         "max_abs_weight_error": max_err,
         "weights": entries,
     }
-    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw = struct.pack("<I", len(header_bytes)) + header_bytes + blobs.getvalue()
-    payload = _encode(raw, codec)
-    out = _HEADER.pack(MAGIC, VERSION, CODECS[codec], 0, len(payload), len(raw),
-                       zlib.crc32(payload) & 0xFFFFFFFF) + payload
-    info = {"bytes": len(out), "codec": codec, "quantize": quantize,
-            "max_abs_weight_error": max_err, "layers": layer_info}
+    out = pack_container(header, blobs.getvalue(), codec)
+    info = {"bytes": len(out), "codec": codec, "quantize": quantize, "bits": layer_bits,
+            "small_weights": small_weights, "max_abs_weight_error": max_err,
+            "layers": layer_info}
     return out, info
 
 
-def save_compressed(model, path, quantize=None, bits=5, codec="lzma", small_weights="float32",
-                    snap=True):
+def save_compressed(model, path, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, codec=DEFAULT_CODEC,
+                    small_weights=DEFAULT_SMALL_WEIGHTS, snap=True):
     """Writes `model` to one compressed file (atomically).
 
     Compressed kernels are those of the `CompressionState` attached to the model (by the
@@ -316,21 +277,28 @@ def save_compressed(model, path, quantize=None, bits=5, codec="lzma", small_weig
     Args:
         model: a Keras model.
         path: output path (conventionally ``*.dwtc``).
-        quantize: ``None`` (float32, exact), ``"float16"``, ``"int8"`` or ``"kmeans"``.
-        bits: codebook bits for ``"kmeans"`` (``2**bits`` centroids, 1-8).
-        codec: ``"lzma"`` (default), ``"zlib"`` or ``"none"``.
-        small_weights: ``"float32"`` or ``"float16"`` for the weights stored densely.
+        quantize: ``"kmeans"`` (default: a ``2**bits``-entry codebook per layer, the labels
+            entropy coded), ``"int8"``, ``"float16"``, or ``None`` (float32 values: the loaded
+            model equals the in-memory one).
+        bits: codebook bits for ``"kmeans"``, 1-8 (default 6): an int for every layer, or
+            ``{layer name: bits}`` (layers left out get 6); `bitwidth.choose_bits` picks them
+            on a validation set.
+        codec: ``"lzma"`` (default), ``"zlib"`` or ``"none"``: the general-purpose codec over
+            the header and the codes that are not entropy coded already.
+        small_weights: ``"float32"``, ``"float16"`` or ``"int8"`` for the weights stored densely
+            (biases, normalisation statistics, kernels left dense); ``"auto"`` (default):
+            float16 when `quantize` rounds the values, float32 with ``quantize=None``.
         snap: set each compressed kernel to the reconstruction of its stored coefficients first,
             so that the in-memory model and `load_compressed(path)` agree exactly (float32).
 
     Returns:
-        A dict: ``bytes`` (file size), ``max_abs_weight_error`` (0.0 without quantisation),
-        per-layer encodings and sizes.
+        A dict: ``bytes`` (file size), ``max_abs_weight_error`` (0.0 when nothing is rounded),
+        the options used and per-layer encodings and sizes.
 
     Example:
 
-    >>> info = save_compressed(model, "model.dwtc", quantize="kmeans")   # doctest: +SKIP
-    >>> restored = load_compressed("model.dwtc")                         # doctest: +SKIP
+    >>> info = save_compressed(model, "model.dwtc")  # 6-bit k-means, float16 biases, lzma  # doctest: +SKIP
+    >>> restored = load_compressed("model.dwtc")                                         # doctest: +SKIP
     """
     from dwt_keras.utils.io import atomic_write_bytes
 
@@ -341,8 +309,18 @@ def save_compressed(model, path, quantize=None, bits=5, codec="lzma", small_weig
     return info
 
 
-def read_header(data):
-    """Validates the container and returns ``(header dict, blob bytes)``."""
+def pack_container(header, blobs, codec, version=VERSION):
+    """The file's bytes: container header, then the codec's encoding of the 4-byte header
+    length, the JSON `header` and the `blobs` (inverse of `read_header`)."""
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw = struct.pack("<I", len(header_bytes)) + header_bytes + blobs
+    payload = _encode(raw, codec, version)
+    return _HEADER.pack(MAGIC, version, CODECS[codec], 0, len(payload), len(raw),
+                        zlib.crc32(payload) & 0xFFFFFFFF) + payload
+
+
+def _container(data):
+    """Validates the container: ``(version, codec, payload)``."""
     if len(data) < _HEADER.size:
         raise CompressedFileError(
             f"Not a dwt-keras compressed file or truncated: {len(data)} bytes, the header alone "
@@ -351,9 +329,10 @@ def read_header(data):
     magic, version, codec_id, _, plen, rawlen, crc = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CompressedFileError("Not a dwt-keras compressed file (bad magic bytes).")
-    if version != VERSION:
-        raise CompressedFileError(f"Unsupported compressed-file version {version} (this library "
-                                  f"reads version {VERSION}).")
+    if version not in READABLE_VERSIONS:
+        raise CompressedFileError(
+            f"Unsupported compressed-file version {version} (this library reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); a newer dwt-keras wrote it: upgrade.")
     codec = {v: k for k, v in CODECS.items()}.get(codec_id)
     if codec is None:
         raise CompressedFileError(f"Unknown codec id {codec_id}; the file is corrupted.")
@@ -365,18 +344,84 @@ def read_header(data):
         )
     if zlib.crc32(payload) & 0xFFFFFFFF != crc:
         raise CompressedFileError("Compressed file corrupted: CRC-32 checksum mismatch.")
+    return version, codec, payload, rawlen
+
+
+def read_header(data):
+    """Validates the container and returns ``(header dict, blob bytes)``."""
+    version, codec, payload, rawlen = _container(data)
     try:
-        raw = _decode(payload, codec)
+        raw = _decode(payload, codec, version)
     except (lzma.LZMAError, zlib.error) as e:
         raise CompressedFileError(f"Compressed file corrupted: cannot decode payload ({e}).") from e
-    if len(raw) != rawlen:
+    if len(raw) != rawlen or len(raw) < 4:
         raise CompressedFileError("Compressed file corrupted: decoded length mismatch.")
     (hlen,) = struct.unpack_from("<I", raw)
     try:
         header = json.loads(raw[4:4 + hlen].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CompressedFileError(f"Compressed file corrupted: bad header ({e}).") from e
+    if not isinstance(header, dict):
+        raise CompressedFileError("Compressed file corrupted: the header is not an object.")
+    header.setdefault("version", version)
     return header, raw[4 + hlen:]
+
+
+def _blob(blobs, ref):
+    off, n = int(ref["offset"]), int(ref["nbytes"])
+    if off < 0 or n < 0 or off + n > len(blobs):
+        raise CompressedFileError(f"Compressed file corrupted: blob [{off}, {off + n}) out of "
+                                  f"range (the blob area holds {len(blobs)} bytes).")
+    return blobs[off:off + n]
+
+
+def _decode_weight(e, i, w, blobs, owners):
+    """``(value, plan or None, mask or None)`` of weight `i` from its header entry `e`."""
+    shape = tuple(int(s) for s in e["shape"])
+    if tuple(int(s) for s in w.shape) != shape:
+        raise CompressedFileError(f"Weight {i} ('{w.path}'): stored shape {shape} differs from "
+                                  f"the architecture's {tuple(w.shape)}.")
+    dtype = e.get("dtype", "float32")
+    if e["kind"] == "dense":
+        return coding.decode_dense(e, _blob(blobs, e["blob"]), shape, dtype), None, None
+    if e["kind"] != "compressed":
+        raise CompressedFileError(f"Unknown weight kind {e['kind']!r}.")
+    plan = _plan_for(e, i, w, owners)
+    n_kept = int(e["n_kept"])
+    if not 0 <= n_kept <= plan.n_coefficients:
+        raise CompressedFileError(f"Compressed file corrupted: {n_kept} kept coefficients of "
+                                  f"{plan.n_coefficients}.")
+    mask = coding.decode_positions(e["positions"]["encoding"], _blob(blobs, e["positions"]["blob"]),
+                                   plan.n_coefficients, n_kept, coding.band_sizes(plan))
+    vals = coding.dequantize_values(e["values"], _blob(blobs, e["values"]["blob"]), n_kept)
+    coeff = np.zeros(plan.n_coefficients, np.float32)
+    coeff[mask] = vals
+    kernel = np.asarray(bases.KernelTransform(plan).inverse(coeff))
+    return kernel.reshape(shape), plan, mask
+
+
+def _kernel_owners(model):
+    """``{id(kernel variable): (position in the flattened layer list, layer)}``."""
+    owners = {}
+    for i, layer in enumerate(bases._flatten_layers(model)):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None:
+            owners[id(kernel)] = (i, layer)
+    return owners
+
+
+def _plan_for(entry, weight_index, weight, owners):
+    """The entry's plan, for the rebuilt model's layer that owns `weight` (the stable key is the
+    weight's position, checked against the stored layer position)."""
+    index, layer = owners.get(id(weight), (None, None))
+    stored = entry.get("layer_index")
+    if layer is None or (stored is not None and int(stored) != index):
+        raise CompressedFileError(
+            f"Weight {weight_index} is stored as the compressed kernel of layer {stored} "
+            f"('{entry['plan'].get('layer', '?')}'), but in the rebuilt model it is "
+            f"'{weight.path}' of layer {index}: the architecture does not match the weights.")
+    plan = bases.LayerPlan.from_dict(_full_plan(entry["plan"], layer, weight.shape))
+    return dataclasses.replace(plan, layer=layer.name)
 
 
 def load_compressed(path, attach_state=True, form="dense"):
@@ -386,6 +431,7 @@ def load_compressed(path, attach_state=True, form="dense"):
         path: the file.
         attach_state: attach a `CompressionState` with the stored plans and masks, so that the
             model can be retrained with the masks held (install it) or saved again.
+
         form: ``"dense"``: dense kernels, the reconstructions of the stored coefficients;
             ``"coefficient"``: `coefficient_domain.WaveletDomainDense` layers holding only the
             kept coefficients (see `coefficient_domain.to_coefficient_domain`; kernels it does
@@ -397,47 +443,39 @@ def load_compressed(path, attach_state=True, form="dense"):
     Raises:
         CompressedFileError (a ``ValueError``): not our format, truncated, or corrupted.
     """
+    if form not in ("dense", "coefficient"):
+        raise ValueError(f"`form` must be 'dense' or 'coefficient'. Received: form={form!r}")
     import keras
 
-    if form not in ("dense", "coefficient"):
-        raise ValueError(f"form must be 'dense' or 'coefficient'. Received: form={form!r}")
     with open(path, "rb") as f:
         data = f.read()
     header, blobs = read_header(data)
+    if not isinstance(header.get("model_config"), dict) or not isinstance(header.get("weights"), list):
+        raise CompressedFileError("Compressed file corrupted: the header has no architecture "
+                                  "or weight list.")
     model = keras.models.model_from_json(json.dumps(header["model_config"]))
     if len(model.weights) != len(header["weights"]):
         raise CompressedFileError(
             f"The stored architecture has {len(model.weights)} weights but the file lists "
             f"{len(header['weights'])}."
         )
-
-    def blob(ref):
-        off, n = int(ref["offset"]), int(ref["nbytes"])
-        if off + n > len(blobs):
-            raise CompressedFileError("Compressed file corrupted: blob out of range.")
-        return blobs[off:off + n]
-
+    owners = _kernel_owners(model)
     values, plans, masks = [], [], {}
-    for w, e in zip(model.weights, header["weights"]):
-        shape = tuple(e["shape"])
-        if tuple(int(s) for s in w.shape) != shape:
-            raise CompressedFileError(f"Weight {e['path']}: stored shape {shape} differs from "
-                                      f"the architecture's {tuple(w.shape)}.")
-        if e["kind"] == "dense":
-            arr = np.frombuffer(blob(e["blob"]), dtype=np.dtype(e["encoding"]),
-                                count=int(np.prod(shape))).astype(np.dtype(e["dtype"]))
-            values.append(arr.reshape(shape))
-            continue
-        plan = bases.LayerPlan.from_dict(e["plan"])
-        mask = _decode_positions(e["positions"]["encoding"], blob(e["positions"]["blob"]),
-                                 plan.n_coefficients, int(e["n_kept"]))
-        vals = _dequantize(e["values"], blob(e["values"]["blob"]), int(e["n_kept"]))
-        coeff = np.zeros(plan.n_coefficients, np.float32)
-        coeff[mask] = vals
-        kernel = np.asarray(bases.KernelTransform(plan).inverse(coeff))
-        values.append(kernel.reshape(shape))
-        plans.append(plan)
-        masks[plan.layer] = mask
+    for i, (w, e) in enumerate(zip(model.weights, header["weights"])):
+        try:
+            if i == 0:
+                _blob_refs(header)
+            value, plan, mask = _decode_weight(e, i, w, blobs, owners)
+        except CompressedFileError:
+            raise
+        except (KeyError, TypeError, IndexError, ValueError) as err:
+            # A valid container whose content does not add up (a writer's bug, or an edit).
+            raise CompressedFileError(f"Compressed file corrupted: weight {i} cannot be decoded "
+                                      f"({type(err).__name__}: {err}).") from err
+        values.append(value)
+        if plan is not None:
+            plans.append(plan)
+            masks[plan.layer] = mask
     model.set_weights(values)
     if (attach_state or form == "coefficient") and plans:
         state = constraints.CompressionState.create(
@@ -458,5 +496,60 @@ def describe_compressed(path):
     header, _ = read_header(data)
     return {k: v for k, v in header.items() if k not in ("model_config", "weights")} | {
         "n_weights": len(header["weights"]),
-        "compressed_layers": [e["plan"]["layer"] for e in header["weights"] if e["kind"] == "compressed"],
+        "compressed_layers": [e["plan"].get("layer", e.get("layer_index"))
+                              for e in header["weights"] if e["kind"] == "compressed"],
     }
+
+
+def byte_breakdown(data):
+    """Where the bytes of a compressed file go.
+
+    The general-purpose codec compresses the header and the blobs together, so each part's
+    share is measured as the size of that part compressed *alone* with the file's codec
+    (``coded``; entropy-coded blobs are already final). The parts' sum therefore differs a
+    little from the payload; ``file`` is the file's true size.
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        ``{"file", "container", "payload", "parts": {part: {"raw", "coded"}}}`` with parts
+        ``architecture``, ``header`` (the rest of the JSON header), ``positions``,
+        ``codebooks``, ``values`` (the kept values less their codebooks) and ``dense`` (the
+        weights stored densely).
+    """
+    version, codec, payload, _ = _container(data)
+    header, blobs = read_header(data)
+    _blob_refs(header)
+    arch = json.dumps(header.pop("model_config"), separators=(",", ":")).encode("utf-8")
+    parts = {k: [] for k in ("positions", "codebooks", "values", "dense")}
+    final = {"positions": [], "values": []}  # entropy-coded: not left to the codec
+    for e in header["weights"]:
+        if e["kind"] == "dense":
+            parts["dense"].append(_blob(blobs, e["blob"]))
+            continue
+        pos = _blob(blobs, e["positions"]["blob"])
+        (final if e["positions"]["encoding"] == "range_bands" else parts)["positions"].append(pos)
+        val, meta = _blob(blobs, e["values"]["blob"]), e["values"]
+        if meta["encoding"] in ("kmeans_range", "kmeans_packed"):
+            k = 2 * 2 ** int(meta["bits"])
+            parts["codebooks"].append(val[:k])
+            (final if meta["encoding"] == "kmeans_range" else parts)["values"].append(val[k:])
+        elif meta["encoding"] == "kmeans":
+            parts["codebooks"].append(json.dumps(meta.pop("codebook")).encode())
+            parts["values"].append(val)
+        else:
+            parts["values"].append(val)
+
+    def coded(chunks):
+        joined = b"".join(chunks)
+        return len(_encode(joined, codec, version)) if joined else 0
+
+    out = {"architecture": {"raw": len(arch), "coded": coded([arch])}}
+    rest = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    out["header"] = {"raw": len(rest), "coded": coded([rest])}
+    for k, chunks in parts.items():
+        done = b"".join(final.get(k, []))
+        out[k] = {"raw": sum(map(len, chunks)) + len(done), "coded": coded(chunks) + len(done)}
+    return {"file": len(data), "container": _HEADER.size, "payload": len(payload),
+            "version": version, "codec": codec, "parts": out}

@@ -86,6 +86,22 @@ def validate_levels(image_size, n_levels):
         )
 
 
+def warn_if_past_max_level(image_size, n_levels, wavelet):
+    """Warns, as `wavedec2` does, when `n_levels` exceeds ``dwt_max_level`` for the image."""
+    max_level = _wavelets_module().dwt_max_level(tuple(image_size), wavelet)
+    if n_levels > max_level:
+        h, w = image_size
+        name = wavelet if isinstance(wavelet, str) else getattr(wavelet, "name", wavelet)
+        warnings.warn(
+            f"Level value of {n_levels} is too high: all coefficients will experience boundary "
+            f"effects (dwt_max_level={max_level} for a {h}x{w} image and {name}). With "
+            "mode='periodization' the tokens still form an exact orthogonal transform (the "
+            f"coarsest bands wrap around the image); choose n_levels <= {max_level} to avoid it.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 @keras.saving.register_keras_serializable(package="dwt_keras")
 class WaveletTokenizer(keras.layers.Layer):
     """Turns images into non-redundant multi-scale wavelet tokens.
@@ -142,6 +158,7 @@ class WaveletTokenizer(keras.layers.Layer):
         wv.get_wavelet(wavelet)
         wv.validate_mode(mode)
         validate_levels(self.image_size, n_levels)
+        warn_if_past_max_level(self.image_size, int(n_levels), wavelet)
         self.n_levels = int(n_levels)
         self.wavelet = wavelet
         self.mode = mode

@@ -9,24 +9,48 @@ import datetime
 import json
 import os
 import pathlib
+import secrets
 import tempfile
 
 import numpy as np
 
 
+def _create_temporary(path):
+    """Creates a new empty file beside `path` and returns its name.
+
+    Created with ``os.open(..., 0o666)`` so that the kernel applies the umask, exactly as for a
+    plain ``open(path, "w")`` (``tempfile.mkstemp`` would give 0600 whatever the umask).
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary file beside {path}.")
+
+
 @contextlib.contextmanager
-def _atomic_path(path):
-    """Yields a temporary path beside `path`; renames it onto `path` only on success."""
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it onto `path` only on success.
+
+    The caller writes the file at the yielded path (its name keeps `path`'s suffix, e.g. for
+    ``model.save``); an exception leaves `path` as it was and removes the temporary file. The
+    file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask).
+
+    Example:
+
+    ```python
+    with atomic_path("out/model.keras") as tmp:
+        model.save(tmp)
+    ```
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    # mkstemp creates 0600 files; give outputs the usual permissions (0666 less the umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = _create_temporary(path)
     try:
-        yield tmp
+        yield str(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -35,7 +59,7 @@ def _atomic_path(path):
 
 def atomic_write_bytes(path, data):
     """Writes `data` (bytes) to `path` atomically."""
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -68,7 +92,7 @@ def atomic_save_figure(fig, path, **savefig_kwargs):
     savefig_kwargs.setdefault("dpi", 100)
     savefig_kwargs.setdefault("bbox_inches", "tight")
     try:
-        with _atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **savefig_kwargs)
     finally:
         plt.close(fig)
