@@ -177,7 +177,7 @@ def main():
 
     from dwt_keras.compression import GradualCompression, storage
     from dwt_keras.compression.bitwidth import choose_bits
-    from dwt_keras.models import build_model
+    from dwt_keras.experiments.registry import build_model
 
     d = np.load(os.path.join(args.data_dir, "mnist.npz"))
     x = (d["x_train"].astype("float32") / 255.0)[..., None]

@@ -10,7 +10,7 @@ import pytest
 from dwt_keras.compression import (architecture, coding, compress_model, get_state,
                                    load_compressed, save_compressed, storage)
 from dwt_keras.compression.bitwidth import choose_bits
-from dwt_keras.models import build_model
+from dwt_keras.experiments.registry import build_model
 
 
 def _data(n=256, seed=0):

@@ -39,7 +39,7 @@ def test_every_output_gets_the_mode_of_a_plain_open(tmp_path, umask):
     import matplotlib.pyplot as plt
 
     from dwt_keras.compression import compress_model, save_compressed, sizes
-    from dwt_keras.models import build_model
+    from dwt_keras.experiments.registry import build_model
 
     model = build_model("mlp", (4, 4, 1), 2, widths=(8,))
     model.compile("adam", "mse")

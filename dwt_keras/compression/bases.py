@@ -474,8 +474,8 @@ def plan_model(model, basis="haar", mode="periodization", level=None, min_kernel
     Example:
 
     >>> import keras
-    >>> from dwt_keras.models import build_model
-    >>> model = build_model("lenet300", (28, 28, 1), 10)
+    >>> from dwt_keras.models import lenet300
+    >>> model = lenet300()
     >>> [p.view for p in plan_model(model, "haar")]
     ['receptive_field_hw', 'input_axis', 'input_axis']
     """
