@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from dwt_keras import wavelets
-from dwt_keras.compression import bases, callbacks, constraints
+from dwt_keras.compression import bases, bitwidth, callbacks, constraints, selection
 from dwt_keras.compression import report as rep
 from dwt_keras.compression import sizes, storage
 from dwt_keras.compression.bases import format_plan, plan_model
@@ -53,11 +53,6 @@ __all__ = ["CompressionConfig", "CompressionRecipe", "run_compression", "make_sc
            "iterative_ratios", "SCHEDULES"]
 
 SCHEDULES = ("oneshot", "iterative", "gradual")
-QUANTIZERS = ("none", "float16", "int8", "kmeans")
-CODECS = ("lzma", "zlib", "none")
-SMALL_WEIGHTS = ("float32", "float16")
-SCOPES = ("global", "per_layer")
-FALLBACKS = ("flatten", "identity")
 
 
 @dataclasses.dataclass
@@ -97,7 +92,7 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
     threshold: float | None = option(None, "Keep coefficients with |c| >= threshold instead of a "
                                      "keep ratio (oneshot schedule only; --keep_ratio is then "
                                      "ignored).", minimum=0.0, kind="float")
-    scope: str = option("global", "Coefficient ranking scope.", choices=SCOPES)
+    scope: str = option("global", "Coefficient ranking scope.", choices=selection.SCOPES)
     keep_approximation: bool = option(False, "Always keep the coarsest approximation band.")
     schedule: str = option("gradual", "oneshot | iterative | gradual.", choices=SCHEDULES)
     retrain_epochs: int = option(5, "Retraining epochs with the masks held.", minimum=0)
@@ -114,18 +109,25 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
                                            kind="integer")
     min_kernel_size: int = option(256, "Kernels with fewer weights stay dense.", minimum=1)
     small_kernel_fallback: str = option("flatten", "Basis for kernels too small for one level "
-                                        "along their spatial axes.", choices=FALLBACKS)
+                                        "along their spatial axes.", choices=bases.FALLBACKS)
     layer_overrides: dict | None = option(
         None, "Per-layer plan settings as JSON, e.g. '{\"fc1\": {\"geometry\": [28, 28, 1], "
         "\"level\": 1}, \"logits\": {\"skip\": true}}' (keys: basis, mode, level, geometry, "
         "small_kernel_fallback, skip).", kind="json")
     # storage
-    quantize: str | None = option("kmeans", "Values of kept coefficients: none | float16 | int8 "
-                                  "| kmeans.", choices=QUANTIZERS)
-    quant_bits: int = option(6, "Codebook bits for --quantize=kmeans.", minimum=1, maximum=8)
-    codec: str = option("lzma", "Entropy coder of the file.", choices=CODECS)
-    small_weights: str = option("float32", "Storage of the weights kept dense (biases, small "
-                                "kernels).", choices=SMALL_WEIGHTS)
+    quantize: str | None = option(storage.DEFAULT_QUANTIZE, "Values of kept coefficients: "
+                                  "none | float16 | int8 | kmeans.", choices=storage.QUANTIZERS)
+    quant_bits: int = option(storage.DEFAULT_BITS, "Codebook bits for --quantize=kmeans.",
+                             minimum=1, maximum=8)
+    choose_bits: bool = option(False, "Choose the k-means bits per layer on the validation "
+                               "split (the fewest within --bits_tolerance of the exact kept "
+                               "coefficients); --quant_bits is then the largest tried.")
+    bits_tolerance: float = option(0.001, "Largest validation-accuracy drop (0.001: 0.1 point) "
+                                   "that --choose_bits accepts.", minimum=0.0)
+    codec: str = option(storage.DEFAULT_CODEC, "Entropy coder of the file.",
+                        choices=tuple(storage.CODECS))
+    small_weights: str = option(storage.DEFAULT_SMALL_WEIGHTS, "Storage of the weights kept "
+                                "dense (biases, small kernels).", choices=("auto", *storage.SMALL_WEIGHTS))
     # measurement
     latency_batch_size: int = option(32, "Batch size of the latency measurement.", minimum=1)
     latency_repeats: int = option(30, "Timed repeats of the latency measurement (median).",
@@ -354,12 +356,22 @@ def compress_and_retrain(run, model, config, train, validation, steps_per_epoch,
     return result, retrain_epochs, schedule
 
 
-def store_and_reload(model, config, path):
-    """Writes the compressed file and loads it back: `(save_info, reloaded model)`."""
+def choose_bits(model, config, splits):
+    """`(bits, choice)`: `{layer: bits}` chosen on the VALIDATION split with `choose_bits`
+    (`config.choose_bits`), or the config's one width and None."""
+    if not (config.choose_bits and config.stored_quantize == "kmeans" and len(splits.x_val)):
+        return config.quant_bits, None
+    choice = bitwidth.choose_bits(model, splits.x_val, splits.y_val,
+                                  tolerance=config.bits_tolerance,
+                                  candidates=range(1, config.quant_bits + 1))
+    return choice["bits"], choice
 
+
+def store_and_reload(model, config, path, bits=None):
+    """Writes the compressed file and loads it back: `(save_info, reloaded model)`."""
     info = storage.save_compressed(model, path, quantize=config.stored_quantize,
-                                   bits=config.quant_bits, codec=config.codec,
-                                   small_weights=config.small_weights)
+                                   bits=config.quant_bits if bits is None else bits,
+                                   codec=config.codec, small_weights=config.small_weights)
     return info, storage.load_compressed(path)
 
 
@@ -433,8 +445,9 @@ class CompressionRecipe(Recipe):
 
         # ---- the compressed file, reloaded and evaluated --------------------------------
         run.set_phase("writing the compressed file")
+        bits, bits_choice = choose_bits(model, c, splits)
         path = run.dir / "compressed_model.dwtc"
-        save_info, loaded = run._guard_disk(lambda: store_and_reload(model, c, path),
+        save_info, loaded = run._guard_disk(lambda: store_and_reload(model, c, path, bits),
                                             path.name)
         run.files["compressed_model"] = str(path)
         run.set_phase("compressed evaluation")
@@ -455,7 +468,8 @@ class CompressionRecipe(Recipe):
             "bytes_keras_zip": pruned_keras_zip,
             "compression_ratio_vs_keras_zip": pruned_keras_zip / file_bytes,
             "quantize": save_info["quantize"],
-            "quant_bits": c.quant_bits if save_info["quantize"] == "kmeans" else None,
+            "quant_bits": bits if save_info["quantize"] == "kmeans" else None,
+            "bits_choice": bits_choice,
             "codec": c.codec,
             "max_abs_weight_error_from_quantization": save_info["max_abs_weight_error"],
             "pruned_float32_test_accuracy": pruned_eval["accuracy"],
