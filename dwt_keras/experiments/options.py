@@ -50,6 +50,9 @@ class RunOptions:
     log_dir: str | None = option(None, "TensorBoard log folder (off when empty).")
     strategy: str = option("default", "tf.distribute strategy.", choices=STRATEGIES)
     mixed_precision: bool = option(False, "Train with the mixed_float16 policy (bfloat16 on CPU).")
+    deterministic: bool = option(True, "Reproducible seeded runs: TensorFlow's op determinism "
+                                 "(tf.config.experimental.enable_op_determinism, for the whole "
+                                 "process); --nodeterministic allows the fastest kernels.")
     jit_compile: object = option("auto", "XLA-compile the train step (True, False or 'auto').",
                                  flag=False)
     verbose: int = option(1, "0: quiet; 1: Keras' progress bar when stdout is a terminal, one "
@@ -141,6 +144,11 @@ def validate_common(config):
             "lr_decay", "`lr_decay` (a per-epoch step decay) and `lr_schedule` are two schedules; "
             f"set lr_decay=1 or lr_schedule='constant'. Received: lr_decay={config.lr_decay}, "
             f"lr_schedule={config.lr_schedule!r}")
+    if config.epochs == 0 and not (config.init_from or getattr(config, "init_model", None)):
+        raise OptionError(
+            "epochs", "`epochs=0` trains nothing: the run would evaluate (and compress) an "
+            "untrained model. Pass epochs >= 1, or init_from=<a trained model file> to start "
+            "from one. Received: epochs=0")
     if config.weight_decay and config.optimizer != "adamw":
         raise OptionError(
             "weight_decay", "`weight_decay` needs optimizer='adamw' (decoupled weight decay). "

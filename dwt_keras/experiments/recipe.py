@@ -29,6 +29,7 @@ from dwt_keras.experiments.run import (
     run_state,
 )
 from dwt_keras.spectral.options import SPECTRAL_FIELDS
+from dwt_keras.training.callbacks import read_history
 from dwt_keras.utils.io import atomic_write_json
 from dwt_keras.utils.options import OptionError
 
@@ -155,7 +156,9 @@ class Recipe:
                               "--save_dir) to start a separate run.")
         state = run_state(run.dir)
         if state is not None:
-            run.say(f"[{self.name}] resuming the {state} run in {run.dir}")
+            done = len(read_history(run.dir / "history.csv"))
+            print(f"[{self.name}] resuming the {state} run in {run.dir} from epoch "
+                  f"{done + 1} of {config.epochs} ({done} done)", flush=True)
 
     def finished_report(self, run, config):
         """The report of a finished resumable run (None when it is not finished)."""

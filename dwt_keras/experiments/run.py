@@ -220,6 +220,9 @@ class Environment:
 
     def __enter__(self):
         set_seed(int(self.config.seed))
+        if getattr(self.config, "deterministic", False):
+            # Seeded runs then repeat exactly (measured: identical metrics run to run on CPU).
+            tf.config.experimental.enable_op_determinism()
         self._previous_policy = keras.mixed_precision.global_policy()
         if getattr(self.config, "mixed_precision", False):
             keras.mixed_precision.set_global_policy(mixed_precision_policy())
@@ -367,9 +370,10 @@ class Run:
 
     @classmethod
     def named(cls, config, environment, name, recipe="run"):
-        """The resumable folder `<save_dir>/<name>` (created by the first file written)."""
-        return cls(config, check_save_dir(config) / name, environment, resumable=True,
-                   recipe=recipe)
+        """The resumable folder `<save_dir>/<name>` (created by the first file written, so a
+        setting that fails before then leaves nothing behind)."""
+        return cls(config, check_save_dir(config, create=False) / name, environment,
+                   resumable=True, recipe=recipe)
 
     @property
     def strategy(self):
@@ -582,7 +586,7 @@ class Run:
         """
 
         c = self.config
-        self.set_phase(f"{phase} training")
+        self.set_phase(_PHASE_TEXT.get(phase, f"training ({phase})"))
         trainer = model
         if spectral is not None and spectral.enabled:
             with self.scope():
@@ -662,6 +666,8 @@ class Run:
             train, kwargs["y"] = train
             kwargs["batch_size"] = int(c.batch_size)
             kwargs.setdefault("shuffle", True)
+        else:  # a tf.data pipeline shuffles itself (Keras would warn that it ignores shuffle)
+            kwargs.setdefault("shuffle", False)
         t0 = time.perf_counter()
         history = None
         if int(epochs) > int(initial_epoch) and not stopped_before:
@@ -757,9 +763,24 @@ class Run:
 # helpers
 
 
-def check_save_dir(config):
+#: status.json's words for the phases the recipes fit.
+_PHASE_TEXT = {"dense": "dense training", "retrain": "retraining with the masks held",
+               "train": "training"}
+
+
+def check_save_dir(config, create=True):
+    """`config.save_dir` as a path, checked writable (created unless `create=False`: then its
+    nearest existing parent must be writable)."""
+    path = pathlib.Path(config.save_dir).expanduser()
+    if not create and not path.exists():
+        parent = next((p for p in path.parents if p.exists()), pathlib.Path("."))
+        if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+            raise OptionError("save_dir", f"Cannot write to the output folder '{path}': "
+                              f"'{parent}' is not writable. Pass a folder you can write to "
+                              f"(e.g. --save_dir ./saved_models).")
+        return path
     try:
-        return check_writable_dir(config.save_dir)
+        return check_writable_dir(path)
     except ValueError as e:
         raise OptionError("save_dir", str(e)) from None
 
