@@ -1,6 +1,7 @@
 """The compression recipe (apps/DWT_model.py): one run folder, the report schema, the reloaded
 file's metrics, the shared training extras through it, and bad input."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -199,3 +200,40 @@ def test_app_rejects_bad_training_flags(tmp_path, argv, match):
     assert proc.returncode == 2 and match in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "Try --helpfull" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_operating_point_is_the_smallest_file_within_the_validation_bar(tmp_path,
+                                                                            tiny_data_dir):
+    from dwt_keras.compression import get_state
+
+    config = CompressionConfig(
+        dataset="mnist", data_dir=str(tiny_data_dir), model="mlp", mlp_widths=(32,), epochs=2,
+        retrain_epochs=1, batch_size=64, max_train_samples=512, max_eval_samples=200,
+        latency_repeats=2, keep_ratio=0.2, stage_factor=0.5, stage_epochs=1,
+        min_keep_ratio=0.02, plots=False, verbose=0, save_dir=str(tmp_path))
+    loose = run_compression_experiment(dataclasses.replace(config, max_accuracy_drop=100.0))
+    op = loose["operating_point"]
+    stages = op["stages"]
+    # a bar no stage can miss: the walk goes down to min_keep_ratio, halving the keep ratio
+    assert [s["keep_ratio"] for s in stages] == pytest.approx([0.2, 0.1, 0.05, 0.025])
+    assert all(s["within_bar"] for s in stages) and op["met"]
+    kept = [s["kept_coefficients"] for s in stages]
+    assert kept == sorted(kept, reverse=True) and len(set(kept)) == len(kept)  # nested masks
+    smallest = min(stages, key=lambda s: s["bytes_compressed_file"])
+    assert op["chosen_stage"] == smallest["stage"] and loose["keep_ratio"] == smallest["keep_ratio"]
+    # the stored file is the chosen stage's model, scored on the test split
+    assert loose["compressed"]["bytes_compressed_file"] == smallest["bytes_compressed_file"]
+    assert op["val_accuracy_bar"] == pytest.approx(loose["dense"]["val_accuracy"] - 1.0)
+    stored = load_compressed(loose["files"]["compressed_model"])
+    assert sum(int(m.sum()) for m in get_state(stored).mask_arrays().values()) == \
+        smallest["kept_coefficients"]
+
+    strict = run_compression_experiment(dataclasses.replace(config, max_accuracy_drop=0.0))
+    op = strict["operating_point"]
+    # the walk stops at the first stage below the bar; the choice is always within it
+    assert all(s["within_bar"] for s in op["stages"][:-1])
+    if op["met"]:
+        chosen = op["stages"][op["chosen_stage"]]
+        assert chosen["val_accuracy"] >= op["val_accuracy_bar"] - 1e-12
+    else:
+        assert op["chosen_stage"] == 0 and len(op["stages"]) == 1

@@ -101,6 +101,18 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
     iterative_keep_ratios: tuple | None = option(
         None, "Keep ratios of the iterative stages (default: halving from 0.5 down to "
         "--keep_ratio).", list_of=float, minimum=0.0, exclusive_minimum=True, maximum=1.0)
+    max_accuracy_drop: float | None = option(
+        None, "Automatic operating point: after the schedule reaches --keep_ratio, keep walking "
+        "the keep ratio down (x --stage_factor per stage, masks nested, --stage_epochs of "
+        "retraining with the masks held each) and keep the smallest stored file whose "
+        "VALIDATION accuracy stays within this many points of the dense model's (e.g. 0.3). "
+        "Unset: the fixed --keep_ratio.", minimum=0.0, kind="float")
+    stage_factor: float = option(0.8, "Keep ratio of each operating-point stage relative to the "
+                                 "previous one.", minimum=0.0, exclusive_minimum=True,
+                                 maximum=1.0, exclusive_maximum=True)
+    stage_epochs: int = option(2, "Retraining epochs of each operating-point stage.", minimum=1)
+    min_keep_ratio: float = option(0.001, "The operating-point walk stops at this keep ratio.",
+                                   minimum=0.0, exclusive_minimum=True, maximum=1.0)
     gradual_end_fraction: float = option(0.5, "Share of the retraining steps over which the "
                                          "gradual ramp runs.", minimum=0.0,
                                          exclusive_minimum=True, maximum=1.0)
@@ -161,6 +173,14 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
         elif self.keep_ratio is None:
             raise OptionError("keep_ratio", "Set one of `keep_ratio` and `threshold`. "
                                             "Received: keep_ratio=None, threshold=None")
+        if self.max_accuracy_drop is not None and self.threshold is not None:
+            raise OptionError("max_accuracy_drop", "`max_accuracy_drop` walks keep ratios; it "
+                              "cannot start from a `threshold`. Received: max_accuracy_drop="
+                              f"{self.max_accuracy_drop}, threshold={self.threshold}")
+        if self.max_accuracy_drop is not None and not self.validation_split > 0:
+            raise OptionError("max_accuracy_drop", "`max_accuracy_drop` selects on the validation "
+                              "split: use validation_split > 0. Received: validation_split="
+                              f"{self.validation_split}")
         if self.schedule != "oneshot" and self.retrain_epochs < 1:
             raise OptionError("retrain_epochs", f"schedule {self.schedule!r} needs "
                               f"retrain_epochs >= 1. Received: retrain_epochs={self.retrain_epochs}")
@@ -356,6 +376,78 @@ def compress_and_retrain(run, model, config, train, validation, steps_per_epoch,
     return result, retrain_epochs, schedule
 
 
+def walk_operating_points(run, model, config, splits, train, validation, steps_per_epoch,
+                          dense_val_accuracy):
+    """The automatic operating point (`max_accuracy_drop`): the smallest stored file whose
+    validation accuracy stays within `max_accuracy_drop` points of the dense model's.
+
+    The model arrives pruned at `keep_ratio` by the schedule (stage 0). Each next stage keeps
+    `stage_factor` times the previous stage's coefficients, chosen among the kept ones (the
+    masks are nested: pruned coefficients are zero), and retrains `stage_epochs` epochs with
+    the masks held. Every stage is stored, reloaded and scored on the VALIDATION split; the
+    walk stops at the first stage below the bar (or at `min_keep_ratio`). The model ends with
+    the weights and masks of the chosen stage.
+
+    Returns:
+        The report's `operating_point` block: the bar, every stage (keep ratio, validation
+        accuracy, bytes, epochs) and the chosen one.
+    """
+    import tempfile
+
+    state = constraints.get_state(model)
+    bar = dense_val_accuracy - config.max_accuracy_drop / 100.0
+    val_split = _ValidationSplit(splits.x_val, splits.y_val, splits.info)
+    stages, best = [], None
+    keep = float(config.keep_ratio)
+    with tempfile.TemporaryDirectory(dir=run.dir, prefix=".stages-") as tmp:
+        for index in range(1000):
+            if index:
+                run.set_phase(f"operating point: stage {index} (keep {keep:.4g})")
+                state.prune(keep_ratio=keep)
+                run.fit(model, train, validation, config.stage_epochs, f"stage{index}",
+                        Selection("val_loss", "min", patience=config.early_stopping_patience,
+                                  restore="best_if_stopping"),
+                        tensorboard=tensorboard_settings(config))
+            info, stored = store_and_reload(model, config, f"{tmp}/stage{index}.dwtc")
+            accuracy = float(run.evaluate(stored, val_split)["accuracy"])
+            stage = {"stage": index, "keep_ratio": keep, "val_accuracy": accuracy,
+                     "bytes_compressed_file": int(info["bytes"]),
+                     "kept_coefficients": int(sum(m.sum() for m in state.mask_arrays().values())),
+                     "retrain_epochs": config.retrain_epochs if index == 0 else
+                     config.stage_epochs, "within_bar": accuracy >= bar - 1e-12}
+            stages.append(stage)
+            run.say(f"[operating point] keep {keep:.4g}: validation accuracy {accuracy:.4f} "
+                    f"(bar {bar:.4f}), {info['bytes']:,} B")
+            if stage["within_bar"] and (best is None or
+                                        stage["bytes_compressed_file"] < best[0]["bytes_compressed_file"]):
+                best = (stage, [w.copy() for w in model.get_weights()], state.mask_arrays())
+            next_keep = keep * config.stage_factor
+            if not stage["within_bar"] or next_keep < config.min_keep_ratio:
+                break
+            keep = next_keep
+    chosen = best[0] if best is not None else stages[0]
+    if best is not None:
+        model.set_weights(best[1])
+        state.set_masks(best[2], project=False)
+        state.keep_ratio = chosen["keep_ratio"]
+    return {"max_accuracy_drop_points": config.max_accuracy_drop,
+            "dense_val_accuracy": dense_val_accuracy, "val_accuracy_bar": bar,
+            "stage_factor": config.stage_factor, "stages": stages,
+            "chosen_stage": chosen["stage"], "chosen_keep_ratio": chosen["keep_ratio"],
+            "met": best is not None,
+            "selection": "smallest stored file with VALIDATION accuracy >= the bar; its TEST "
+                         "metrics are the report's compressed block"}
+
+
+@dataclasses.dataclass
+class _ValidationSplit:
+    """The validation split in the shape `Run.evaluate` reads."""
+
+    x_test: object
+    y_test: object
+    info: dict
+
+
 def choose_bits(model, config, splits):
     """`(bits, choice)`: `{layer: bits}` chosen on the VALIDATION split with `choose_bits`
     (`config.choose_bits`), or the config's one width and None."""
@@ -426,6 +518,9 @@ class CompressionRecipe(Recipe):
         dense.update(sizes.size_report(model, keras_path=dense_path))
         dense["weight_zero_fraction"] = rep.weight_zero_fraction(model)
         dense["n_params"] = int(model.count_params())
+        if len(splits.x_val):  # the reference of selections on the validation split
+            dense["val_accuracy"] = float(run.evaluate(model, _ValidationSplit(
+                splits.x_val, splits.y_val, splits.info))["accuracy"])
         dense["epochs_trained"] = dense_fit.epochs_run
         dense_weights = {l.name: np.asarray(l.kernel.numpy()) for l in model.layers
                          if getattr(l, "kernel", None) is not None}
@@ -439,6 +534,11 @@ class CompressionRecipe(Recipe):
         # ---- compression + retraining with the masks held --------------------------------
         retrain_fit, retrain_epochs, _ = compress_and_retrain(run, model, c, train, validation,
                                                               steps, samples=samples)
+        if c.max_accuracy_drop is not None:
+            report["operating_point"] = walk_operating_points(
+                run, model, c, splits, train, validation, steps, dense["val_accuracy"])
+            report["keep_ratio"] = report["operating_point"]["chosen_keep_ratio"]
+            run.write_report(report)
         state = constraints.get_state(model)
         constraints.check_finite_weights(model)
         hold = state.max_hold_error()
