@@ -237,3 +237,34 @@ def test_the_operating_point_is_the_smallest_file_within_the_validation_bar(tmp_
         assert chosen["val_accuracy"] >= op["val_accuracy_bar"] - 1e-12
     else:
         assert op["chosen_stage"] == 0 and len(op["stages"]) == 1
+
+
+def test_serving_forms_litert_export_and_coefficient_domain_retraining(tmp_path, tiny_data_dir):
+    from dwt_keras.compression.litert import evaluate_litert
+
+    report = run_compression_experiment(CompressionConfig(
+        dataset="mnist", data_dir=str(tiny_data_dir), model="lenet300", epochs=1,
+        retrain_epochs=2, batch_size=64, max_train_samples=512, max_eval_samples=200,
+        latency_repeats=2, keep_ratio=0.05, wavelet="haar", plots=False, verbose=0,
+        export="litert", serve_form="coefficient", retrain_in="coefficient",
+        save_dir=str(tmp_path)))
+    run = pathlib.Path(report["run_dir"])
+    dep = report["deployment"]
+    # the .tflite of the coefficient form, written in the run folder and measured there
+    assert (run / "coefficient.tflite").stat().st_size == dep["litert_bytes"]
+    assert dep["litert_bytes"] < 0.1 * dep["dense_litert_bytes"]
+    assert dep["litert_latency_ms_batch1"] > 0 and dep["dense_litert_latency_ms_batch1"] > 0
+    from dwt_keras.data import load_arrays
+
+    s = load_arrays("mnist", data_dir=str(tiny_data_dir))
+    lite = evaluate_litert(run / "coefficient.tflite", s.x_test[:200], s.y_test[:200])
+    assert lite["accuracy"] == pytest.approx(dep["litert_test_accuracy"])
+    forms = dep["forms"]
+    assert forms["coefficient"]["weight_bytes"] < 0.2 * forms["dense_form"]["weight_bytes"]
+    assert forms["coefficient"]["test_accuracy"] == pytest.approx(
+        report["compressed"]["test_accuracy"], abs=0.01)
+    # retraining after the ramp ran on the kept coefficients, and the masks still hold
+    retraining = report["retraining"]
+    assert retraining["domain"] == "coefficient" and retraining["ramp_epochs"] >= 1
+    assert report["compressed"]["mask_hold"]["projection_error"] < 1e-5
+    assert len(report["history"]["retrain"]["loss"]) == report["compressed"]["epochs_trained"]

@@ -32,15 +32,20 @@ import keras
 import numpy as np
 
 from dwt_keras import wavelets
-from dwt_keras.compression import bases, bitwidth, callbacks, constraints, selection
+from dwt_keras.compression import bases, bitwidth, callbacks, constraints, deployment
 from dwt_keras.compression import report as rep
-from dwt_keras.compression import sizes, storage
+from dwt_keras.compression import selection, sizes, storage
 from dwt_keras.compression.bases import format_plan, plan_model
 from dwt_keras.compression.callbacks import CompressionMetrics
 from dwt_keras.compression.storage import load_compressed
 from dwt_keras.compression.tensorboard import compression_histograms, compression_scalars
 from dwt_keras.evaluation import measure_latency
-from dwt_keras.experiments.options import RunOptions, TrainingOptions, validate_common
+from dwt_keras.experiments.options import (
+    EXPORT_FORMATS,
+    RunOptions,
+    TrainingOptions,
+    validate_common,
+)
 from dwt_keras.experiments.recipe import Recipe, config_dict
 from dwt_keras.experiments.registry import MODELS, build_model
 from dwt_keras.experiments.run import FitResult, Selection, machine_info, prepare_model
@@ -140,6 +145,20 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
                         choices=tuple(storage.CODECS))
     small_weights: str = option(storage.DEFAULT_SMALL_WEIGHTS, "Storage of the weights kept "
                                 "dense (biases, small kernels).", choices=("auto", *storage.SMALL_WEIGHTS))
+    # serving
+    export: str = option("none", "Export the final model: tflite or savedmodel (the "
+                         "decompressed model), or litert: the coefficient form as a LiteRT "
+                         "file holding only the kept coefficients (int8), measured beside the "
+                         "dense float32 .tflite in report.json's deployment block.",
+                         choices=(*EXPORT_FORMATS, "litert"))
+    serve_form: str = option("dense", "Form the reloaded compressed model is measured in: dense "
+                             "(decompressed kernels) or coefficient (only the kept "
+                             "coefficients in memory; report.json's deployment block compares "
+                             "both).", choices=("dense", "coefficient"))
+    retrain_in: str = option("dense", "Where the retraining after the schedule's final mask "
+                             "runs: dense (the masks held by a projection after every step) or "
+                             "coefficient (only the kept coefficients train).",
+                             choices=("dense", "coefficient"))
     # measurement
     latency_batch_size: int = option(32, "Batch size of the latency measurement.", minimum=1)
     latency_repeats: int = option(30, "Timed repeats of the latency measurement (median).",
@@ -350,13 +369,17 @@ def compress_and_retrain(run, model, config, train, validation, steps_per_epoch,
                          start_step=0, samples=None, compile_model=True):
     """Compresses `model` with the config's schedule while retraining with the masks held.
 
+    With `retrain_in="coefficient"` the schedule runs on the dense model until its final mask
+    (the first `final_sparsity_epoch` epochs; a one-shot schedule prunes before the first step),
+    then the remaining epochs train only the kept coefficients
+    (`dwt_keras.compression.coefficient_domain`), written back into `model` at the end.
+
     Returns:
         `(FitResult or None, retrain_epochs, schedule_callback)`.
     """
-
     schedule, retrain_epochs, final_epoch = make_schedule(config, steps_per_epoch, start_step)
+    loss, metrics = _loss_and_metrics()
     if compile_model:
-        loss, metrics = _loss_and_metrics()
         run.compile(model, loss, metrics, steps_per_epoch, retrain_epochs,
                     lr=config.retrain_lr or config.lr)
     cbs = [schedule]
@@ -371,9 +394,51 @@ def compress_and_retrain(run, model, config, train, validation, steps_per_epoch,
         schedule.set_model(model)
         schedule.on_train_begin()
         return None, 0, schedule
+    if config.retrain_in == "coefficient":
+        return _retrain_in_coefficient_domain(run, model, config, train, validation,
+                                              steps_per_epoch, schedule, cbs, retrain_epochs,
+                                              final_epoch, samples), retrain_epochs, schedule
     result = run.fit(model, train, validation, retrain_epochs, "retrain", selection,
                      callbacks=cbs, tensorboard=tensorboard_settings(config, samples))
     return result, retrain_epochs, schedule
+
+
+def _retrain_in_coefficient_domain(run, model, config, train, validation, steps_per_epoch,
+                                   schedule, cbs, retrain_epochs, final_epoch, samples):
+    """The ramp on the dense model, then the epochs after the final mask on the coefficient
+    form; one `FitResult` for both."""
+    from dwt_keras.compression import coefficient_domain
+
+    ramp = None
+    if final_epoch > 0:
+        ramp = run.fit(model, train, validation, final_epoch, "retrain", Selection(restore="last"),
+                       callbacks=cbs, tensorboard=tensorboard_settings(config, samples))
+    else:  # one-shot: prune before the first step
+        schedule.set_model(model)
+        schedule.on_train_begin()
+    loss, metrics = _loss_and_metrics()
+    coefficient_model = coefficient_domain.to_coefficient_domain(model)
+    run.compile(coefficient_model, loss, metrics, steps_per_epoch, retrain_epochs,
+                lr=config.retrain_lr or config.lr)
+    coefficient_model.optimizer.iterations.assign(model.optimizer.iterations)
+    rest = run.fit(coefficient_model, train, validation, retrain_epochs, "retrain_coefficient",
+                   Selection("val_loss", "min", patience=config.early_stopping_patience,
+                             restore="best_if_stopping"),
+                   callbacks=list(config.retrain_callbacks), initial_epoch=final_epoch)
+    coefficient_domain.copy_coefficients_back(coefficient_model, model)
+    model.optimizer.iterations.assign(coefficient_model.optimizer.iterations)
+    history = {k: [*(ramp.history.get(k, []) if ramp else []), *v]
+               for k, v in rest.history.items()}
+    run.report.setdefault("retraining", {}).update(
+        domain="coefficient", ramp_epochs=final_epoch,
+        coefficient_layers=coefficient_domain.coefficient_domain_record(coefficient_model),
+        seconds_ramp=ramp.seconds if ramp else 0.0, seconds_coefficient=rest.seconds)
+    return FitResult(history=history, epochs_run=(ramp.epochs_run if ramp else 0) +
+                     rest.epochs_run, best_epoch=rest.best_epoch, best_value=rest.best_value,
+                     seconds=(ramp.seconds if ramp else 0.0) + rest.seconds,
+                     seconds_per_epoch=[*(ramp.seconds_per_epoch if ramp else []),
+                                        *rest.seconds_per_epoch],
+                     stopped_early=rest.stopped_early, trainer=coefficient_model)
 
 
 def walk_operating_points(run, model, config, splits, train, validation, steps_per_epoch,
@@ -579,6 +644,15 @@ class CompressionRecipe(Recipe):
             "storage_layers": save_info["layers"],
             "layers": layers,
         })
+        if c.serve_form == "coefficient" or c.export == "litert":
+            run.set_phase("deployment measurements")
+            dense_model = keras.saving.load_model(dense_path, compile=False)
+            compressed["deployment"] = report["deployment"] = deployment.deployment_report(
+                path, splits.x_test, splits.y_test, dense_model=dense_model,
+                litert_dir=run.dir if c.export == "litert" else None)
+            for key in ("litert_path", "dense_litert_path"):
+                if key in report["deployment"]:
+                    run.files[key.replace("_path", "")] = report["deployment"][key]
         report.update(retrain_epochs=retrain_epochs, plan=state.plan_dicts(),
                       compressed=compressed,
                       levels_used={p.layer: p.level for p in state.plans.values()})
@@ -606,7 +680,9 @@ class CompressionRecipe(Recipe):
                                  f"{first.basis_name} (bottom)"))
 
         # ---- saliency maps and export of the final (decompressed) model -----------------
-        extras = run.finish(loaded, splits)
+        # (--export litert is the deployment block's, measured above)
+        extras = run.finish(loaded, splits) if c.export != "litert" else \
+            run.finish(loaded, splits, export=False)
         if run.build_info.get("transfer"):
             extras["transfer"] = run.build_info["transfer"]
         report["training_extras"] = {"options": _extras_options(c), **extras}

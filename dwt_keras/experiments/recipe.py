@@ -134,7 +134,6 @@ class Recipe:
     def _comparable(self, config):
         out = {k: v for k, v in config.items() if k not in self.resume_free}
         if not out.get("spectral_reg"):
-
             for k in SPECTRAL_FIELDS[1:]:
                 out.pop(k, None)
         return out

@@ -3,7 +3,6 @@
 Every app and the tuner run through the same steps; a recipe (`dwt_keras.experiments.
 compression`, `.transformer`, `.learnable`, `.spectral_study`, `.sweep`) supplies its config,
 its model and its phases, and calls these steps instead of carrying its own copy:
-
     validate (before anything is loaded or created)
       -> environment: seed, mixed-precision policy, tf.distribute strategy  (`Environment`)
       -> data: the splits, subsetting with one meaning                    (`load_data`)
@@ -649,7 +648,6 @@ class Run:
 
         stopped_before = False
         if selection.checkpoint and stopper is not None:
-
             logged = read_history(history_path)
             state = early_stopping_state(logged, monitor, selection.mode)
             # Interrupted after early stopping ended the fit but before the report: do not
@@ -721,7 +719,7 @@ class Run:
         return evaluate_classifier(model, splits.x_test, splits.y_test, batch_size=256,
                                    class_names=splits.info.get("class_names"), from_logits=True)
 
-    def finish(self, model, splits, export_errors="raise"):
+    def finish(self, model, splits, export_errors="raise", export=True):
         """Saliency PNGs (`saliency_images`) and the export (`export`) of the final model.
 
         Args:
@@ -729,6 +727,7 @@ class Run:
             splits: the splits (test images for saliency and the export check).
             export_errors: `"raise"`, or `"record"` (a converter failure is recorded in the
                 report with the reason instead of ending a run whose training is done).
+            export: False when the recipe exports itself (the compression recipe's `litert`).
 
         Returns:
             A JSON-ready dict with `saliency`, `export` and `transfer` entries (when on).
@@ -736,7 +735,6 @@ class Run:
         c = self.config
         out = {}
         if c.saliency_images:
-
             self.set_phase("saliency maps")
             n = int(c.saliency_images)
             out["saliency"] = write_saliency_pngs(
@@ -744,8 +742,7 @@ class Run:
                 class_names=splits.info.get("class_names"))
             for item in out["saliency"].get("files", []):
                 self.files.setdefault("saliency", []).append(item)
-        if c.export not in (None, "none"):
-
+        if export and c.export not in (None, "none"):
             self.set_phase(f"export ({c.export})")
             try:
                 out["export"] = export_model(model, c.export, self.dir, splits.x_test)

@@ -303,14 +303,12 @@ def _best_model_report(run, config, tuner, best_trial, splits):
                                                       "n_test")},
               "evaluated_on": "test"}
     if config.spectral_reg:
-
         schedule = spectral_setup(config).callbacks[0]
         report["spectral"] = {**spectral_report(config),
                               "tau_schedule_by_epoch": [schedule.tau_for_epoch(e)
                                                         for e in range(config.epochs)]}
     trial_file = pathlib.Path(tuner.get_trial_dir(best_trial.trial_id)) / COMPRESSED_FILE
     if config.search_space == "compression" and trial_file.is_file():
-
         atomic_write_bytes(out / COMPRESSED_FILE, trial_file.read_bytes())
         model = load_compressed(out / COMPRESSED_FILE, attach_state=False)
         report["bytes_float32"] = dense_float32_bytes(model)
@@ -360,7 +358,6 @@ def run_search(config):
                          verbose=config.verbose)
             return {"project_dir": str(run.dir), "role": os.environ.get("KERASTUNER_TUNER_ID")}
         with run:
-
             atomic_write_json(run.dir / "search_config.json", config_dict(config))
             run.set_phase("search")
             tuner.search(splits.x_train, splits.y_train,
