@@ -642,6 +642,7 @@ class CompressionRecipe(Recipe):
             "mask_hold": hold,
             "epochs_trained": (retrain_fit.epochs_run if retrain_fit is not None else 0),
             "storage_layers": save_info["layers"],
+            "byte_breakdown": storage.byte_breakdown(path.read_bytes()),
             "layers": layers,
         })
         if c.serve_form == "coefficient" or c.export == "litert":
