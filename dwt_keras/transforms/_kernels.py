@@ -92,9 +92,11 @@ def zeros_along(x, ax, count):
 def apply_matrix(x, ax, mat):
     """Contracts axis ``ax`` of ``x`` with ``mat`` (out, n): ``y[.., o, ..] = mat @ x``."""
     rank = x.shape.rank
-    m = tf.constant(mat, dtype=x.dtype)
     if ax == rank - 1:
-        return tf.tensordot(x, tf.transpose(m), axes=[[ax], [0]])
+        n = x.shape[ax]
+        y = tf.matmul(tf.reshape(x, [-1, n]), tf.constant(np.ascontiguousarray(mat.T), dtype=x.dtype))
+        return _reshape(y, _with_len(x, ax, mat.shape[0]), x.shape[:ax].concatenate([mat.shape[0]]))
+    m = tf.constant(mat, dtype=x.dtype)
     if ax == rank - 2:
         return tf.linalg.matmul(m, x)  # broadcasts over leading dimensions
     perm = [i for i in range(rank) if i != ax] + [ax]

@@ -99,6 +99,13 @@ def waverec(coeffs, wavelet, mode="periodization", axis=-1):
     True
     """
     coeffs = _coefficient_list(coeffs, "[cA_n, cD_n, ..., cD_1]")
+    for d in coeffs[1:]:
+        if isinstance(d, (dict, list, tuple)):
+            raise ValueError(
+                f"Unexpected detail coefficient type: {type(d).__name__}. Detail coefficients "
+                "must be arrays as returned by wavedec; with pywt.array_to_coeffs or "
+                "pywt.unravel_coeffs, pass output_format='wavedec'."
+            )
     b = _plan.bank(wavelet)
     mode = validate_mode(mode)
     ts = [None if c is None else to_tensor(c, "coefficients") for c in coeffs]

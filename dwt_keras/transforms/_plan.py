@@ -52,7 +52,15 @@ class Bank:
 
 
 def bank(wavelet):
+    """The ``Bank`` of a wavelet argument (names cached: the per-call cost of small inputs)."""
+    if isinstance(wavelet, str):
+        return _named_bank(wavelet)
     return Bank(get_wavelet(wavelet))
+
+
+@functools.lru_cache(maxsize=256)
+def _named_bank(name):
+    return Bank(get_wavelet(name))
 
 
 # --------------------------------------------------------------------------- #

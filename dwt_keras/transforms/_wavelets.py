@@ -42,6 +42,9 @@ MODES = (
     "antireflect",
 )
 
+#: PyWavelets' integer mode constants (``pywt.Modes.symmetric``, ...) and their names.
+_MODE_CONSTANTS = {int(getattr(pywt.Modes, name)): name for name in pywt.Modes.modes}
+
 DISCRETE_WAVELETS = tuple(pywt.wavelist(kind="discrete"))
 _CONTINUOUS_WAVELETS = tuple(pywt.wavelist(kind="continuous"))
 _CONTINUOUS_FAMILIES = ("morl", "mexh", "gaus", "cgau", "cmor", "shan", "fbsp")
@@ -162,8 +165,8 @@ def validate_mode(mode):
         if name in MODES:
             return name
     elif isinstance(mode, numbers.Integral) and not isinstance(mode, bool):
-        if 0 <= int(mode) < len(pywt.Modes.modes):
-            return pywt.Modes.modes[int(mode)]
+        if int(mode) in _MODE_CONSTANTS:
+            return _MODE_CONSTANTS[int(mode)]
     else:
         raise TypeError(
             f"`mode` must be a mode name or a pywt.Modes constant, got "
