@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from dwt_keras.transforms import _kernels as K
 from dwt_keras.transforms import _plan
+from dwt_keras.transforms._utils import no_autograph as _no_autograph
 from dwt_keras.transforms._utils import (
     common_dtype,
     norm_axes2,
@@ -131,6 +132,7 @@ def synthesis(ca, cd, ax, b, mode):
 # --------------------------------------------------------------------------- #
 # Public API
 # --------------------------------------------------------------------------- #
+@_no_autograph
 def dwt(data, wavelet, mode="periodization", axis=-1):
     """Single-level 1-D discrete wavelet transform along ``axis``.
 
@@ -159,9 +161,10 @@ def dwt(data, wavelet, mode="periodization", axis=-1):
     mode = validate_mode(mode)
     ax = norm_axis(axis, x.shape.rank)
     K.static_len(x, ax)
-    return run_real(lambda t: tuple(analysis(t, ax, b, mode)), [x])
+    return run_real(lambda t: tuple(analysis(t, ax, b, mode)), [x], ("dwt", b, mode, ax))
 
 
+@_no_autograph
 def idwt(cA, cD, wavelet, mode="periodization", axis=-1):
     """Single-level inverse 1-D DWT along ``axis``; equals ``pywt.idwt``.
 
@@ -191,7 +194,7 @@ def idwt(cA, cD, wavelet, mode="periodization", axis=-1):
     if ca is not None and cd is not None and ca.shape.as_list() != cd.shape.as_list():
         raise ValueError(f"cA and cD must have the same shape, got {ca.shape} and {cd.shape}.")
     K.static_len(ref, ax)
-    return run_real(lambda a, d: synthesis(a, d, ax, b, mode), [ca, cd])
+    return run_real(lambda a, d: synthesis(a, d, ax, b, mode), [ca, cd], ("idwt", b, mode, ax))
 
 
 def dwt2_impl(x, axes, banks, modes):
@@ -220,6 +223,7 @@ def banks_and_modes(wavelet, mode, n_axes):
     )
 
 
+@_no_autograph
 def dwt2(data, wavelet, mode="periodization", axes=(-2, -1)):
     """Single-level 2-D DWT over ``axes``; equals ``pywt.dwt2``.
 
@@ -247,7 +251,7 @@ def dwt2(data, wavelet, mode="periodization", axes=(-2, -1)):
     banks, modes = banks_and_modes(wavelet, mode, 2)
     for a in axes:
         K.static_len(x, a)
-    return run_real(lambda t: dwt2_impl(t, axes, banks, modes), [x])
+    return run_real(lambda t: dwt2_impl(t, axes, banks, modes), [x], ("dwt2", *banks, *modes, axes))
 
 
 def unpack2(coeffs):
@@ -266,6 +270,7 @@ def coerce_many(arrays):
     return common_dtype(ts)
 
 
+@_no_autograph
 def idwt2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
     """Single-level inverse 2-D DWT; equals ``pywt.idwt2``.
 
@@ -293,4 +298,7 @@ def idwt2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
     shapes = {tuple(t.shape.as_list()) for t in ts if t is not None}
     if len(shapes) > 1:
         raise ValueError(f"All coefficient arrays must have the same shape, got {shapes}.")
-    return run_real(lambda a, h, v, d: idwt2_impl(a, (h, v, d), axes, banks, modes), ts)
+    return run_real(
+        lambda a, h, v, d: idwt2_impl(a, (h, v, d), axes, banks, modes), ts,
+        ("idwt2", *banks, *modes, axes),
+    )

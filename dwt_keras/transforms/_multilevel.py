@@ -13,6 +13,7 @@ from dwt_keras.transforms._dwt import (
     idwt2_impl,
     synthesis,
 )
+from dwt_keras.transforms._utils import no_autograph as _no_autograph
 from dwt_keras.transforms._utils import common_dtype, norm_axes2, norm_axis, run_real, to_tensor
 from dwt_keras.transforms._wavelets import check_level, validate_mode
 
@@ -32,6 +33,7 @@ def _trim_to(a, d, ax):
     return a
 
 
+@_no_autograph
 def wavedec(data, wavelet, mode="periodization", level=None, axis=-1):
     """Multi-level 1-D DWT; equals ``pywt.wavedec(data, wavelet, mode, level, axis)``.
 
@@ -68,7 +70,7 @@ def wavedec(data, wavelet, mode="periodization", level=None, axis=-1):
         coeffs.append(a)
         return coeffs[::-1]
 
-    return run_real(run, [x])
+    return run_real(run, [x], ("wavedec", b, mode, ax, level))
 
 
 def _coefficient_list(coeffs, what):
@@ -77,6 +79,7 @@ def _coefficient_list(coeffs, what):
     return list(coeffs)
 
 
+@_no_autograph
 def waverec(coeffs, wavelet, mode="periodization", axis=-1):
     """Multi-level inverse 1-D DWT; equals ``pywt.waverec``.
 
@@ -125,9 +128,10 @@ def waverec(coeffs, wavelet, mode="periodization", axis=-1):
             a = synthesis(a, d, ax, b, mode)
         return a
 
-    return run_real(run, ts)
+    return run_real(run, ts, ("waverec", b, mode, ax))
 
 
+@_no_autograph
 def wavedec2(data, wavelet, mode="periodization", level=None, axes=(-2, -1)):
     """Multi-level 2-D DWT; equals ``pywt.wavedec2(data, wavelet, mode, level, axes)``.
 
@@ -164,9 +168,10 @@ def wavedec2(data, wavelet, mode="periodization", level=None, axes=(-2, -1)):
         out.append(a)
         return out[::-1]
 
-    return run_real(run, [x])
+    return run_real(run, [x], ("wavedec2", *banks, *modes, axes, level))
 
 
+@_no_autograph
 def waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
     """Multi-level inverse 2-D DWT; equals ``pywt.waverec2``.
 
@@ -218,4 +223,4 @@ def waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
             a = idwt2_impl(a, det, axes, banks, modes)
         return a
 
-    return run_real(run, ts)
+    return run_real(run, ts, ("waverec2", *banks, *modes, axes))
