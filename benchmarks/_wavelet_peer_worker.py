@@ -9,17 +9,51 @@ report medians. Prints one JSON object.
 """
 
 import json
+import os
 import sys
-import time
 import traceback
 
 import numpy as np
 import pywt
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import interleaved  # noqa: E402
+
 
 def _close(a, b, tol):
     a, b = np.asarray(a), np.asarray(b)
     return a.shape == b.shape and float(np.abs(a - b).max()) <= tol
+
+
+def _torch_timers(fwd_inv):
+    import torch
+
+    xt = torch.from_numpy(X)
+
+    def f_inv():
+        with torch.no_grad():
+            fwd_inv(xt)[1].numpy()
+
+    def f_bwd():
+        t = xt.clone().requires_grad_(True)
+        (fwd_inv(t)[1] ** 2).sum().backward()
+        t.grad.numpy()
+
+    return {"fwd+inv": f_inv, "fwd+bwd": f_bwd}
+
+
+def _tf_timers(fwd_inv):
+    import tensorflow as tf
+
+    xt = tf.constant(X)
+
+    def f_bwd():
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            loss = tf.reduce_sum(fwd_inv(xt)[1] ** 2)
+        tape.gradient(loss, xt).numpy()
+
+    return {"fwd+inv": lambda: fwd_inv(xt)[1].numpy(), "fwd+bwd": f_bwd}
 
 
 def adapter(lib, shape, level):
@@ -40,18 +74,7 @@ def adapter(lib, shape, level):
                 c, rec = fwd_inv(torch.from_numpy(x_np))
                 return c[0].numpy(), [tuple(d.numpy() for d in c[-1])], rec.numpy()
 
-            xt = torch.from_numpy(X)
-
-            def f_inv():
-                with torch.no_grad():
-                    fwd_inv(xt)[1].numpy()
-
-            def f_bwd():
-                t = xt.clone().requires_grad_(True)
-                (fwd_inv(t)[1] ** 2).sum().backward()
-                t.grad.numpy()
-
-            return check, {"fwd+inv": f_inv, "fwd+bwd": f_bwd}
+            return check, _torch_timers(fwd_inv)
 
         return make
     if lib == "pytorch_wavelets":
@@ -72,18 +95,7 @@ def adapter(lib, shape, level):
                 fine = yh[0][:, 0]
                 return yl[:, 0].numpy(), [tuple(fine[:, k].numpy() for k in range(3))], rec.numpy()
 
-            xt = torch.from_numpy(X)
-
-            def f_inv():
-                with torch.no_grad():
-                    fwd_inv(xt)[1].numpy()
-
-            def f_bwd():
-                t = xt.clone().requires_grad_(True)
-                (fwd_inv(t)[1] ** 2).sum().backward()
-                t.grad.numpy()
-
-            return check, {"fwd+inv": f_inv, "fwd+bwd": f_bwd}
+            return check, _torch_timers(fwd_inv)
 
         return make
     if lib == "jaxwt":
@@ -128,15 +140,7 @@ def adapter(lib, shape, level):
                 s, rec = fwd_inv(tf.constant(x_np))
                 return s[-1][..., 0].numpy(), [], rec.numpy()
 
-            xt = tf.constant(X)
-
-            def f_bwd():
-                with tf.GradientTape() as tape:
-                    tape.watch(xt)
-                    loss = tf.reduce_sum(fwd_inv(xt)[1] ** 2)
-                tape.gradient(loss, xt).numpy()
-
-            return check, {"fwd+inv": lambda: fwd_inv(xt)[1].numpy(), "fwd+bwd": f_bwd}
+            return check, _tf_timers(fwd_inv)
 
         return make
     if lib == "tensorflow-wavelets":
@@ -158,15 +162,7 @@ def adapter(lib, shape, level):
                 y, rec = fwd_inv(tf.constant(x_np))
                 return y[..., 0].numpy(), [], rec.numpy()
 
-            xt = tf.constant(X)
-
-            def f_bwd():
-                with tf.GradientTape() as tape:
-                    tape.watch(xt)
-                    loss = tf.reduce_sum(fwd_inv(xt)[1] ** 2)
-                tape.gradient(loss, xt).numpy()
-
-            return check, {"fwd+inv": lambda: fwd_inv(xt)[1].numpy(), "fwd+bwd": f_bwd}
+            return check, _tf_timers(fwd_inv)
 
         return make
     raise ValueError(lib)
@@ -212,19 +208,7 @@ def main():
                 pywt.waverec2(pywt.wavedec2(X, w, mode, level=level), w, mode)
 
             fns = dict(fns, pywt=pywt_fn)
-            first = {}
-            for k, f in fns.items():
-                t = time.perf_counter()
-                f()
-                first[k] = time.perf_counter() - t
-            times = {k: [] for k in fns}
-            names = list(fns)
-            for r in range(repeats):
-                for k in names[r % len(names):] + names[: r % len(names)]:
-                    t = time.perf_counter()
-                    fns[k]()
-                    times[k].append(time.perf_counter() - t)
-            med = {k: float(np.median(v)) for k, v in times.items()}
+            first, med, _ = interleaved(fns, repeats)
             row.update(status="timed", median_ms={k: 1e3 * v for k, v in med.items()},
                        first_call_s=first, ratio_to_pywt={k: med[k] / med["pywt"] for k in med})
             rows.append(row)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -39,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 from _record import Recorder  # noqa: E402
+from _timing import interleaved  # noqa: E402
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -127,23 +127,11 @@ def run_case(case, wavelet, mode, repeats, contenders, rng):
     ref = _pywt_round_trip(case, wavelet, mode)
     fns = {k: v for k, v in _contenders(case, wavelet, mode, x).items() if k in contenders}
     fns["pywt"] = lambda: ref(x)
-    first, errors = {}, {}
     expected = _crop(ref(x.astype(np.float64)), x)
-    for k, f in fns.items():
-        t = time.perf_counter()
-        out = f()
-        first[k] = time.perf_counter() - t
-        if k in ("eager", "tf.function", "xla", "tf.data.map", "pywt"):
-            errors[k] = float(np.abs(_crop(np.asarray(out), x) - expected).max())
+    first, med, outputs = interleaved(fns, repeats)
+    errors = {k: float(np.abs(_crop(np.asarray(outputs[k]), x) - expected).max())
+              for k in ("eager", "tf.function", "xla", "tf.data.map", "pywt") if k in outputs}
     names = list(fns)
-    times = {k: [] for k in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for k in order:
-            t = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t)
-    med = {k: float(np.median(v)) for k, v in times.items()}
     rows = []
     for k in names:
         rows.append({

@@ -25,7 +25,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -35,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 from _record import Recorder  # noqa: E402
+from _timing import interleaved  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
@@ -55,7 +55,7 @@ def _peer_commands(peers_dir):
     }
 
 
-def dwt_keras_rows(x, level, wavelets, modes, repeats):
+def dwt_keras_rows(x, level, wavelets, modes, a_repeats):
     rows = []
     xt = tf.constant(x)
     for w in wavelets:
@@ -82,19 +82,7 @@ def dwt_keras_rows(x, level, wavelets, modes, repeats):
             tol = 1e-5 * float(np.abs(x).max())
             ok = all(np.abs(g.numpy() - r).max() <= tol for g, r in zip(
                 [got[0], *got[-1]], [ref[0], *ref[-1]]))
-            first = {}
-            for k, f in fns.items():
-                t = time.perf_counter()
-                f()
-                first[k] = time.perf_counter() - t
-            times = {k: [] for k in fns}
-            names = list(fns)
-            for r in range(repeats):
-                for k in names[r % len(names):] + names[: r % len(names)]:
-                    t = time.perf_counter()
-                    fns[k]()
-                    times[k].append(time.perf_counter() - t)
-            med = {k: float(np.median(v)) for k, v in times.items()}
+            first, med, _ = interleaved(fns, a_repeats)
             rows.append({
                 "lib": "dwt_keras", "wavelet": w, "mode": mode, "shape": list(x.shape), "level": level,
                 "matches_pywt": {"coefficients": bool(ok)}, "status": "timed",

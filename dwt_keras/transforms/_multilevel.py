@@ -34,6 +34,15 @@ def _trim_to(a, d, ax):
 
 
 @_no_autograph
+def _decompose(t, level, step):
+    """``[cA_n, D_n, ..., D_1]``: ``level`` applications of ``step`` (a -> (a, details))."""
+    details = []
+    for _ in range(level):
+        t, d = step(t)
+        details.append(d)
+    return [t] + details[::-1]
+
+
 def wavedec(data, wavelet, mode="periodization", level=None, axis=-1):
     """Multi-level 1-D DWT; equals ``pywt.wavedec(data, wavelet, mode, level, axis)``.
 
@@ -62,13 +71,7 @@ def wavedec(data, wavelet, mode="periodization", level=None, axis=-1):
     level = check_level([n], [b.length], level)
 
     def run(t):
-        coeffs = []
-        a = t
-        for _ in range(level):
-            a, d = analysis(a, ax, b, mode)
-            coeffs.append(d)
-        coeffs.append(a)
-        return coeffs[::-1]
+        return _decompose(t, level, lambda a: analysis(a, ax, b, mode))
 
     return run_real(run, [x], ("wavedec", b, mode, ax, level))
 
@@ -160,13 +163,7 @@ def wavedec2(data, wavelet, mode="periodization", level=None, axes=(-2, -1)):
     level = check_level(sizes, [b.length for b in banks], level)
 
     def run(t):
-        out = []
-        a = t
-        for _ in range(level):
-            a, det = dwt2_impl(a, axes, banks, modes)
-            out.append(det)
-        out.append(a)
-        return out[::-1]
+        return _decompose(t, level, lambda a: dwt2_impl(a, axes, banks, modes))
 
     return run_real(run, [x], ("wavedec2", *banks, *modes, axes, level))
 

@@ -168,6 +168,16 @@ def _compute_dtype(x):
     return x.dtype
 
 
+def _dct2_channels_last(x, method, inverse, name):
+    _check_method(method)
+    x = _as_float(x)
+    _check_rank(x, name)
+    out_dtype = x.dtype
+    x = tf.cast(x, _compute_dtype(x))
+    y = _to_cl(_dct2_cf(_to_cf(x), method, inverse=inverse))
+    return tf.cast(y, out_dtype)
+
+
 def dct2(x, method="auto"):
     """Orthonormal 2-D DCT-II over height and width of a channels-last batch.
 
@@ -188,13 +198,7 @@ def dct2(x, method="auto"):
     >>> float(tf.reduce_max(tf.abs(idct2(y) - x))) < 1e-5
     True
     """
-    _check_method(method)
-    x = _as_float(x)
-    _check_rank(x, "dct2")
-    out_dtype = x.dtype
-    x = tf.cast(x, _compute_dtype(x))
-    y = _to_cl(_dct2_cf(_to_cf(x), method))
-    return tf.cast(y, out_dtype)
+    return _dct2_channels_last(x, method, inverse=False, name="dct2")
 
 
 def idct2(x, method="auto"):
@@ -215,13 +219,7 @@ def idct2(x, method="auto"):
     >>> float(tf.reduce_max(tf.abs(idct2(dct2(x)) - x))) < 1e-5
     True
     """
-    _check_method(method)
-    x = _as_float(x)
-    _check_rank(x, "idct2")
-    out_dtype = x.dtype
-    x = tf.cast(x, _compute_dtype(x))
-    y = _to_cl(_dct2_cf(_to_cf(x), method, inverse=True))
-    return tf.cast(y, out_dtype)
+    return _dct2_channels_last(x, method, inverse=True, name="idct2")
 
 
 def lowpass_dct2(x, mask, method="auto"):
