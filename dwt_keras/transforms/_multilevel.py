@@ -7,6 +7,7 @@ from dwt_keras.transforms import _kernels as K
 from dwt_keras.transforms import _plan
 from dwt_keras.transforms._dwt import (
     analysis,
+    axes_last,
     banks_and_modes,
     coerce_many,
     dwt2_impl,
@@ -163,7 +164,9 @@ def wavedec2(data, wavelet, mode="periodization", level=None, axes=(-2, -1)):
     level = check_level(sizes, [b.length for b in banks], level)
 
     def run(t):
-        return _decompose(t, level, lambda a: dwt2_impl(a, axes, banks, modes))
+        return axes_last(
+            [t], axes, lambda ts, ax: _decompose(ts[0], level, lambda a: dwt2_impl(a, ax, banks, modes))
+        )
 
     return run_real(run, [x], ("wavedec2", *banks, *modes, axes, level))
 
@@ -209,7 +212,7 @@ def waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
         if len(shapes) > 1:
             raise ValueError(f"All detail shapes of one level must match, got {shapes}.")
 
-    def run(*cs):
+    def reconstruct(cs, axes):
         a = cs[0]
         for i in range(1, len(cs), 3):
             det = cs[i : i + 3]
@@ -219,5 +222,8 @@ def waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
                     a = _trim_to(a, d_ref, ax)
             a = idwt2_impl(a, det, axes, banks, modes)
         return a
+
+    def run(*cs):
+        return axes_last(list(cs), axes, reconstruct)
 
     return run_real(run, ts, ("waverec2", *banks, *modes, axes))

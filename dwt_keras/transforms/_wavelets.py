@@ -262,6 +262,6 @@ def check_level(sizes, dec_lens, level):
             f"Level value of {level} is too high: all coefficients will experience "
             f"boundary effects (dwt_max_level={max_level} for these sizes).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return level
