@@ -210,7 +210,8 @@ def axes_last(tensors, axes, body):
     ref = next(t for t in tensors if t is not None)
     rank = ref.shape.rank
     trailing = K._trailing(ref, max(axes))
-    if K.in_xla_context() or trailing is None or not 1 < trailing <= SMALL_TRAILING:
+    if (K.in_xla_context() or axes[0] == axes[1] or trailing is None
+            or not 1 < trailing <= SMALL_TRAILING):
         return body(tensors, axes)
     perm = [d for d in range(rank) if d not in axes] + list(axes)
     inverse = np.argsort(perm).tolist()
