@@ -1,11 +1,33 @@
-"""Epoch times of several compiled models in one run: round robin, medians, ratios to a baseline.
+"""Timing helpers shared by the benchmarks (import nothing heavy at module level).
 
-    from _timing import fit_epoch_times          # benchmarks/ is the script's folder
-    res = fit_epoch_times({"plain": a, "other": b}, x, y, batch_size=128, repeats=5)
-    res["other"]["cpu_ratio"]                      # process CPU time over plain's
+* `interleaved(fns, repeats)`: callables timed in rotating order, medians and first calls;
+* `fit_epoch_times(models, x, y, ...)`: one `fit()` epoch per model and round, round robin,
+  medians and ratios to a baseline (wall and process CPU time).
 """
 
 import time
+
+import numpy as np
+
+
+def interleaved(fns, repeats):
+    """Times each callable once (the first call), then ``repeats`` rounds in rotating order.
+
+    Returns ``(first_call_s, median_s, first_outputs)``, dicts keyed like ``fns``.
+    """
+    first, outputs = {}, {}
+    for k, f in fns.items():
+        t = time.perf_counter()
+        outputs[k] = f()
+        first[k] = time.perf_counter() - t
+    names = list(fns)
+    times = {k: [] for k in names}
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            t = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t)
+    return first, {k: float(np.median(v)) for k, v in times.items()}, outputs
 
 
 def fit_epoch_times(models, x, y, batch_size, repeats, baseline="plain", warmup=True):
@@ -15,8 +37,6 @@ def fit_epoch_times(models, x, y, batch_size, repeats, baseline="plain", warmup=
     "cpu_s"}}``, the ratios over `baseline`'s medians (wall time and process CPU time, the
     latter less sensitive to other processes on a shared machine).
     """
-    import numpy as np
-
     if warmup:
         for m in models.values():
             m.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)  # tracing, compilation

@@ -1,304 +1,183 @@
-"""Benchmark: dwt_keras wavedec2 + waverec2 against PyWavelets.
+"""Benchmark: dwt_keras transforms in every execution mode, against PyWavelets.
 
-Times a level-3 ``db4`` decomposition followed by its reconstruction
-(periodization, float32) on
+For each case (array shape and axes), wavelet and mode it times forward + inverse
+(``wavedec2`` + ``waverec2``, or ``wavedec`` + ``waverec`` for the 1-D case) as users run
+it, and PyWavelets (``pywt``, C, one core) on the same float32 NumPy array in the same
+process:
 
-* A: a batch of 64 single-channel 256x256 images, shape (64, 256, 256),
-  transformed over axes (-2, -1);
-* B: a channels-last batch (16, 256, 256, 3), transformed over axes (1, 2),
+* ``eager``: the functions called eagerly on a tensor;
+* ``tf.function``: inside a plain ``tf.function`` (a graph, no XLA: what Keras runs without
+  ``jit_compile`` and what ``tf.data`` runs);
+* ``xla``: inside ``tf.function(jit_compile=True)``;
+* ``tf.data.map``: ``Dataset.from_tensors(x).map(f)``;
+* ``fit`` / ``fit xla``: one ``train_on_batch`` step of a Keras model whose layer runs the
+  round trip (forward, backward and the optimizer), ``jit_compile`` False / True;
+* ``eager fwd+bwd`` / ``xla fwd+bwd``: the gradient of ``sum(roundtrip(x)^2)``.
 
-with ``pywt.wavedec2`` / ``pywt.waverec2`` on the same NumPy arrays in the
-same process. Repetitions of the contenders are interleaved (their order
-alternates) so that load from other processes on a shared machine hits both
-alike; medians and the ratio ours / pywt are reported.
+Every contender is first checked against PyWavelets (float64) on the case; repetitions are
+interleaved (the order rotates every round) and medians reported, with the first call's
+time (tracing / compiling) separately. The result goes to
+``benchmarks/results/<--name>.json`` through ``_record.Recorder``.
 
-Contenders:
-
-* ``dwt_keras`` : the public functions called eagerly on the NumPy array,
-  result converted back to NumPy (large eager inputs run through the library's
-  cached XLA function);
-* ``dwt_keras (one tf.function)``: wavedec2 + waverec2 inside one
-  ``tf.function(jit_compile=True)``, as inside a compiled Keras model;
-* ``pywt``: ``pywt.wavedec2`` + ``pywt.waverec2``.
-
-Usage:
-    python benchmarks/bench_wavelets.py --repeats 15 \
-        --out benchmarks/results/wavelets.md
+Usage (the full grid takes ~10 minutes on 2 idle cores; check ``uptime`` first):
+    python benchmarks/bench_wavelets.py
+    python benchmarks/bench_wavelets.py --cases A --wavelets db4 --modes periodization --repeats 3 --name pilot
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
-import statistics
-import subprocess
 import sys
-import time
+import warnings
 
 import numpy as np
 import pywt
-import tensorflow as tf
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from _record import Recorder  # noqa: E402
+from _timing import interleaved  # noqa: E402
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from dwt_keras import wavelets as W  # noqa: E402
 
-WAVELET, LEVEL, MODE = "db4", 3, "periodization"
+#: name -> (shape, axes or axis, 2-D?, level)
 CASES = {
-    "A: 64x256x256 (single channel)": ((64, 256, 256), (-2, -1)),
-    "B: 16x256x256x3 (channels-last)": ((16, 256, 256, 3), (1, 2)),
+    "A": ((64, 256, 256), (-2, -1), True, 3),
+    "B": ((16, 256, 256, 3), (1, 2), True, 3),
+    "C": ((1024, 32, 32), (-2, -1), True, 3),
+    "D": ((64, 65536), -1, False, 5),
 }
+CASE_NAMES = {
+    "A": "64x256x256", "B": "16x256x256x3 channels-last", "C": "1024x32x32",
+    "D": "1-D 64x65536",
+}
+CONTENDERS = ("eager", "tf.function", "xla", "tf.data.map", "fit", "fit xla",
+              "eager fwd+bwd", "xla fwd+bwd")
 
 
-def _machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+def _round_trip(case, wavelet, mode):
+    _, axes, two_d, level = CASES[case]
+    if two_d:
+        return lambda t: W.waverec2(W.wavedec2(t, wavelet, mode, level, axes), wavelet, mode, axes)
+    return lambda t: W.waverec(W.wavedec(t, wavelet, mode, level, axes), wavelet, mode, axes)
+
+
+def _pywt_round_trip(case, wavelet, mode):
+    _, axes, two_d, level = CASES[case]
+    if two_d:
+        return lambda a: pywt.waverec2(pywt.wavedec2(a, wavelet, mode, level, axes), wavelet, mode, axes)
+    return lambda a: pywt.waverec(pywt.wavedec(a, wavelet, mode, level, axes), wavelet, mode, axes)
+
+
+class _Layer(keras.layers.Layer):
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def build(self, shape):
+        self.gain = self.add_weight(shape=(), initializer="ones", name="gain")
+
+    def call(self, x):
+        return self.fn(x * self.gain)
+
+
+def _fit_step(fn, x, jit):
+    model = keras.Sequential([keras.Input(x.shape[1:]), _Layer(fn)])
+    model.compile(keras.optimizers.SGD(1e-3), "mse", jit_compile=jit)
+    return lambda: model.train_on_batch(x, x)
+
+
+def _contenders(case, wavelet, mode, x):
+    fn = _round_trip(case, wavelet, mode)
+    xt = tf.constant(x)
+    graph, xla = tf.function(fn), tf.function(fn, jit_compile=True)
+    ds = tf.data.Dataset.from_tensors(xt).map(fn)
+
+    def grad(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            loss = tf.reduce_sum(fn(t) ** 2)
+        return tape.gradient(loss, t)
+
+    grad_xla = tf.function(grad, jit_compile=True)
     return {
-        "cpu": cpu,
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "pywt": pywt.__version__,
-        "numpy": np.__version__,
-        "gpus": gpus,
+        "eager": lambda: fn(xt).numpy(),
+        "tf.function": lambda: graph(xt).numpy(),
+        "xla": lambda: xla(xt).numpy(),
+        "tf.data.map": lambda: next(iter(ds)).numpy(),
+        "fit": _fit_step(fn, x, False),
+        "fit xla": _fit_step(fn, x, True),
+        "eager fwd+bwd": lambda: grad(xt).numpy(),
+        "xla fwd+bwd": lambda: grad_xla(xt).numpy(),
     }
 
 
-def _contenders(x, axes, device):
-    def ours():
-        with tf.device(device):
-            coeffs = W.wavedec2(x, WAVELET, level=LEVEL, mode=MODE, axes=axes)
-            return W.waverec2(coeffs, WAVELET, mode=MODE, axes=axes).numpy()
-
-    with tf.device(device):
-
-        @tf.function(jit_compile=True)
-        def fused(t):
-            coeffs = W.wavedec2(t, WAVELET, level=LEVEL, mode=MODE, axes=axes)
-            return W.waverec2(coeffs, WAVELET, mode=MODE, axes=axes)
-
-    def ours_fused():
-        with tf.device(device):
-            return fused(tf.constant(x)).numpy()
-
-    def ref():
-        coeffs = pywt.wavedec2(x, WAVELET, MODE, level=LEVEL, axes=axes)
-        return pywt.waverec2(coeffs, WAVELET, MODE, axes=axes)
-
-    return {"dwt_keras": ours, "dwt_keras (one tf.function)": ours_fused, "pywt": ref}
+def _crop(y, x):
+    return y[tuple(slice(0, n) for n in x.shape)]
 
 
-def _check(x, axes):
-    """Coefficients and reconstruction agree with PyWavelets (float32 bound)."""
-    ours = W.wavedec2(x, WAVELET, level=LEVEL, mode=MODE, axes=axes)
-    ref = pywt.wavedec2(x.astype(np.float64), WAVELET, MODE, level=LEVEL, axes=axes)
-    flat_o = [ours[0]] + [c for d in ours[1:] for c in d]
-    flat_r = [ref[0]] + [c for d in ref[1:] for c in d]
-    coeff_err = max(float(np.abs(o.numpy() - r).max()) for o, r in zip(flat_o, flat_r))
-    rec = W.waverec2(ours, WAVELET, mode=MODE, axes=axes).numpy()
-    rec_err = float(np.abs(rec - x).max())
-    scale = float(np.abs(x).max())
-    assert coeff_err <= 1e-5 * scale and rec_err <= 1e-5 * scale, (coeff_err, rec_err)
-    return coeff_err, rec_err
-
-
-def _conv_dwt2(t, n_taps_lo, n_taps_hi):
-    """Reference kernel: periodization dwt2 by strided (depthwise) convolutions."""
-    f = len(n_taps_lo)
-    pad = f // 2 - 1
-    k = np.stack([n_taps_lo, n_taps_hi], -1).astype(np.float32)
-    x = tf.expand_dims(t, -1)
-    w = x.shape[2]
-    x = tf.concat([x[:, :, w - pad :], x, x[:, :, : f - 2 - pad]], axis=2)
-    y = tf.nn.conv2d(x, k[None, :, None, :], strides=(1, 1, 2, 1), padding="VALID")
-    h = y.shape[1]
-    y = tf.concat([y[:, h - pad :], y, y[:, : f - 2 - pad]], axis=1)
-    k2 = np.repeat(k[:, None, None, :], 2, axis=2)
-    return tf.nn.depthwise_conv2d(y, k2, strides=(1, 2, 1, 1), padding="VALID")
-
-
-def compare_kernels(repeats):
-    """One dwt2 level (db4, periodization, float32) with alternative kernels.
-
-    Every input holds 64 * 256 * 256 elements; the side length varies.
-    """
-    bank = pywt.Wavelet(WAVELET)
-    g_lo = np.array(bank.dec_lo[::-1])
-    g_hi = np.array(bank.dec_hi[::-1])
+def run_case(case, wavelet, mode, repeats, contenders, rng):
+    shape = CASES[case][0]
+    x = rng.standard_normal(shape).astype(np.float32)
+    ref = _pywt_round_trip(case, wavelet, mode)
+    fns = {k: v for k, v in _contenders(case, wavelet, mode, x).items() if k in contenders}
+    fns["pywt"] = lambda: ref(x)
+    expected = _crop(ref(x.astype(np.float64)), x)
+    first, med, outputs = interleaved(fns, repeats)
+    errors = {k: float(np.abs(_crop(np.asarray(outputs[k]), x) - expected).max())
+              for k in ("eager", "tf.function", "xla", "tf.data.map", "pywt") if k in outputs}
+    names = list(fns)
     rows = []
-    rng = np.random.default_rng(1)
-    for side in (32, 64, 128, 256):
-        x = tf.constant(
-            rng.standard_normal((64 * (256 // side) ** 2, side, side)).astype(np.float32)
-        )
-        ref = pywt.dwt2(x.numpy(), WAVELET, MODE)[0]
-
-        def with_dense(dense):
-            # Traced once per shape, so the kernel choice is fixed at trace time.
-            def fn(t):
-                old = W._use_dense
-                W._use_dense = lambda n, filter_len: dense
-                try:
-                    return W.dwt2(t, WAVELET, MODE)[0]
-                finally:
-                    W._use_dense = old
-
-            return fn
-
-        kernels = {
-            "polyphase slices, XLA": tf.function(with_dense(False), jit_compile=True),
-            "dense matrix, XLA": tf.function(with_dense(True), jit_compile=True),
-            "dense matrix, graph": tf.function(with_dense(True)),
-            "strided conv, graph": tf.function(lambda t: _conv_dwt2(t, g_lo, g_hi)[..., 0]),
-            "strided conv, XLA": tf.function(
-                lambda t: _conv_dwt2(t, g_lo, g_hi)[..., 0], jit_compile=True
-            ),
-        }
-        for name, fn in kernels.items():
-            out = fn(x).numpy()
-            assert np.abs(out - ref).max() < 1e-4, name
-        times = {k: [] for k in kernels}
-        times["pywt.dwt2"] = []
-        xn = x.numpy()
-        for rep in range(repeats):
-            for name, fn in kernels.items():
-                t0 = time.perf_counter()
-                fn(x).numpy()
-                times[name].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            pywt.dwt2(xn, WAVELET, MODE)
-            times["pywt.dwt2"].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        print(f"side {side}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in med.items()), flush=True)
-        rows.append((side, tuple(x.shape), med))
-    names = list(rows[0][2])
-    lines = [
-        "### Kernel choice (one dwt2 level, db4, periodization, float32, "
-        f"4.2M elements per call, median of {repeats}, ms)",
-        "",
-        "| input | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for side, shape, med in rows:
-        lines.append(f"| {shape} | " + " | ".join(f"{med[n]:.1f}" for n in names) + " |")
-    lines.append("")
-    return "\n".join(lines)
+    for k in names:
+        rows.append({
+            "case": case, "shape": list(shape), "wavelet": wavelet, "mode": mode,
+            "level": CASES[case][3], "contender": k, "median_ms": 1e3 * med[k],
+            "first_call_s": first[k], "ratio_to_pywt": med[k] / med["pywt"],
+            "max_abs_err_vs_pywt_f64": errors.get(k),
+        })
+    for k in ("eager fwd+bwd", "xla fwd+bwd"):
+        base = "eager" if k.startswith("eager") else "xla"
+        if k in med and base in med:
+            rows.append({"case": case, "wavelet": wavelet, "mode": mode, "contender": k + " / fwd+inv",
+                         "ratio": med[k] / med[base]})
+    return rows
 
 
-def run(repeats, warmup, device):
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cases", default="A,B,C,D")
+    p.add_argument("--wavelets", default="haar,db4,sym8,coif3,bior4.4")
+    p.add_argument("--modes", default="periodization,symmetric,zero")
+    p.add_argument("--all_wavelets_cases", default="A",
+                   help="cases run for every wavelet; the others run db4 only")
+    p.add_argument("--contenders", default=",".join(CONTENDERS))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--name", default="wavelet_modes")
+    a = p.parse_args()
+    tf.get_logger().setLevel("ERROR")
+    warnings.filterwarnings("ignore", message="Level value of")
+    rec = Recorder(a.name)
     rng = np.random.default_rng(0)
-    results = {}
-    for case, (shape, axes) in CASES.items():
-        x = rng.standard_normal(shape).astype(np.float32)
-        coeff_err, rec_err = _check(x, axes)
-        fns = _contenders(x, axes, device)
-        for fn in fns.values():
-            for _ in range(warmup):
-                fn()
-        times = {k: [] for k in fns}
-        names = list(fns)
-        for rep in range(repeats):
-            order = names if rep % 2 == 0 else names[::-1]
-            for k in order:
-                t0 = time.perf_counter()
-                fns[k]()
-                times[k].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        results[case] = {
-            "shape": shape,
-            "median_ms": med,
-            "min_ms": {k: min(v) * 1e3 for k, v in times.items()},
-            "coeff_err": coeff_err,
-            "rec_err": rec_err,
-            "images_per_s": {k: shape[0] / (m / 1e3) for k, m in med.items()},
-        }
-        ratio = med["dwt_keras"] / med["pywt"]
-        ratio_f = med["dwt_keras (one tf.function)"] / med["pywt"]
-        print(
-            f"{case}: dwt_keras {med['dwt_keras']:.1f} ms, one tf.function "
-            f"{med['dwt_keras (one tf.function)']:.1f} ms, pywt {med['pywt']:.1f} ms "
-            f"-> ratio {ratio:.3f} (fused {ratio_f:.3f}); max|coef err| {coeff_err:.2e}, "
-            f"max|rec err| {rec_err:.2e}",
-            flush=True,
-        )
-    return results
-
-
-def to_markdown(results, machine, command, repeats, device):
-    lines = [
-        "## Wavelet transform: dwt_keras vs PyWavelets",
-        "",
-        f"`wavedec2` + `waverec2`, `{WAVELET}`, level {LEVEL}, `{MODE}`, float32; "
-        f"median of {repeats} interleaved repetitions (ms per call, lower is better); "
-        "ratio = ours / pywt (target <= 1.0).",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Machine: {machine['cpu']}, nproc={machine['nproc']}, device `{device}`; "
-        f"Python {machine['python']}, TensorFlow {machine['tensorflow']}, "
-        f"PyWavelets {machine['pywt']}, NumPy {machine['numpy']}.",
-        "",
-        "| case | dwt_keras (eager API) | dwt_keras (one tf.function, XLA) | pywt | ratio eager | ratio fused | max coef err | max rec err |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for case, r in results.items():
-        m = r["median_ms"]
-        lines.append(
-            f"| {case} | {m['dwt_keras']:.1f} | {m['dwt_keras (one tf.function)']:.1f} | "
-            f"{m['pywt']:.1f} | **{m['dwt_keras'] / m['pywt']:.2f}** | "
-            f"{m['dwt_keras (one tf.function)'] / m['pywt']:.2f} | {r['coeff_err']:.1e} | "
-            f"{r['rec_err']:.1e} |"
-        )
-    lines.append("")
-    lines.append(
-        "Throughput (images per second, median): "
-        + "; ".join(
-            f"{case.split(':')[0]}: ours {r['images_per_s']['dwt_keras']:.0f}, "
-            f"pywt {r['images_per_s']['pywt']:.0f}"
-            for case, r in results.items()
-        )
-        + "."
-    )
-    lines.append("")
-    return "\n".join(lines)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="/CPU:0", help="TensorFlow device for dwt_keras")
-    parser.add_argument("--out", default=None, help="markdown file to write (atomically)")
-    parser.add_argument(
-        "--compare-kernels",
-        action="store_true",
-        help="also time one dwt2 level with alternative kernels (conv, dense matrix)",
-    )
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0:
-        raise ValueError("--repeats must be >= 1 and --warmup >= 0.")
-    machine = _machine()
-    print(machine, flush=True)
-    results = run(args.repeats, args.warmup, args.device)
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]])
-    text = to_markdown(results, machine, command, args.repeats, args.device)
-    if args.compare_kernels:
-        text += "\n" + compare_kernels(max(3, args.repeats // 2))
-    print(text)
-    if args.out:
-        from dwt_keras.utils.io import atomic_write_bytes
-
-        atomic_write_bytes(args.out, text.encode())
-    return results
+    rows = []
+    contenders = a.contenders.split(",")
+    for case in a.cases.split(","):
+        wavelets = a.wavelets.split(",") if case in a.all_wavelets_cases.split(",") else ["db4"]
+        for wavelet in wavelets:
+            for mode in a.modes.split(","):
+                case_rows = run_case(case, wavelet, mode, a.repeats, contenders, rng)
+                rows.extend(case_rows)
+                summary = "  ".join(
+                    f"{r['contender']} {r['ratio_to_pywt']:.2f}" for r in case_rows if "ratio_to_pywt" in r
+                )
+                print(f"{case} {wavelet} {mode} load {os.getloadavg()[0]:.1f}: {summary}", flush=True)
+                keras.backend.clear_session()
+    path = rec.write({"rows": rows, "cases": {k: CASE_NAMES[k] for k in CASES}}, seeds=[0])
+    print("wrote", path)
 
 
 if __name__ == "__main__":

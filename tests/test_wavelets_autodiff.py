@@ -137,10 +137,9 @@ def test_gradient_inside_jit():
     np.testing.assert_allclose(grad_of_energy(x).numpy(), expected.numpy(), atol=1e-12)
 
 
-def test_eager_large_input_uses_compiled_path_and_matches():
+def test_eager_large_input_matches():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 128, 160)).astype(np.float32)
-    assert x.size >= W.EAGER_JIT_MIN_SIZE
     coeffs = W.wavedec2(x, "db4", level=3)
     ref = pywt.wavedec2(x.astype(np.float64), "db4", "periodization", level=3)
     for r, g in zip(_flat2(ref), _flat2(coeffs)):
@@ -163,7 +162,9 @@ def test_low_precision_runs_within_documented_tolerance(dtype, wavelet, n):
     x = tf.cast(tf.constant(x64), dtype)
     x_rounded = tf.cast(x, tf.float64).numpy()
     coeffs = W.wavedec2(x, wavelet, level=2)
-    assert coeffs[0].dtype.name == dtype
+    # As PyWavelets: float16 is computed in and returned as float32; bfloat16 (unknown to
+    # PyWavelets) is computed in float32 and returned as bfloat16.
+    assert coeffs[0].dtype.name == {"float16": "float32", "bfloat16": "bfloat16"}[dtype]
     ref = pywt.wavedec2(x_rounded, wavelet, "periodization", level=2)
     tol = LOW_PRECISION_TOL[dtype] * np.abs(x_rounded).max()
     for r, g in zip(_flat2(ref), _flat2(coeffs)):

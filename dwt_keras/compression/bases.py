@@ -540,42 +540,11 @@ def format_plan(plans):
 # The transform itself (TensorFlow; runs inside compiled train steps)
 # --------------------------------------------------------------------------- #
 #: Transformed axes up to this length use exact transform matrices (built with
-#: `dwt_keras.wavelets` / SciPy's orthonormal DCT from the identity) and matrix products: a few
+#: `dwt_keras.transforms.matrix`, the one DWT/DCT matrix builder) and matrix products: a few
 #: large GEMMs per step instead of many small strided ops (the projection runs every optimizer
 #: step). Longer axes, odd lengths and redundant modes use the polyphase functions directly.
 #: Set to 0 to always use `dwt_keras.wavelets`.
 MATRIX_MAX_LEN = 1024
-
-
-def _analysis_synthesis_1level(n, wavelet, mode):
-    """``(A, S)`` float64: one DWT level of length-`n` signals as ``c = A x``, ``x = S c``."""
-    from dwt_keras import wavelets
-
-    eye = np.eye(n)
-    ca, cd = wavelets.dwt(eye, wavelet, mode=mode, axis=0)
-    a = np.concatenate([np.asarray(ca), np.asarray(cd)], axis=0)
-    h = n // 2
-    s = np.asarray(wavelets.idwt(np.eye(n)[:h], np.eye(n)[h:], wavelet, mode=mode, axis=0))
-    return a, s
-
-
-def _analysis_synthesis_multilevel(n, wavelet, mode, level):
-    """``(A, S)`` of a `level`-level 1-D DWT with wavedec's coefficient order."""
-    from dwt_keras import wavelets
-
-    coeffs = wavelets.wavedec(np.eye(n), wavelet, level=level, mode=mode, axis=0)
-    a = np.concatenate([np.asarray(c) for c in coeffs], axis=0)
-    sizes = np.cumsum([int(c.shape[0]) for c in coeffs])[:-1]
-    parts = np.split(np.eye(n), sizes, axis=0)
-    s = np.asarray(wavelets.waverec(parts, wavelet, mode=mode, axis=0))[:n]
-    return a, s
-
-
-def _dct_matrix(n):
-    import scipy.fft
-
-    a = scipy.fft.dct(np.eye(n), type=2, norm="ortho", axis=0)
-    return a, a.T
 
 
 def _transform_matrices(plan):
@@ -587,17 +556,19 @@ def _transform_matrices(plan):
     if tuple(p.transform_axes) not in ((0,), (0, 1)) or max(lens) > MATRIX_MAX_LEN:
         return None
     f32 = lambda m: (m[0].astype(np.float32), m[1].astype(np.float32))  # noqa: E731
+    from dwt_keras.transforms import matrix
+
     if p.basis == "dct":
-        return [f32(_dct_matrix(n)) for n in lens]
+        return [f32(matrix.dct_matrices(n)) for n in lens]
     if any(n % (2 ** p.level) for n in lens):
         return None
     if len(lens) == 1:
-        return [f32(_analysis_synthesis_multilevel(lens[0], p.wavelet, p.mode, p.level))]
+        return [f32(matrix.dwt_matrices(lens[0], p.wavelet, p.mode, p.level))]
     # 2-D pyramid: per level, one matrix per axis applied to the current approximation block
     mats, (h, w) = [], lens
     for _ in range(p.level):
-        mats.append((f32(_analysis_synthesis_1level(h, p.wavelet, p.mode)),
-                     f32(_analysis_synthesis_1level(w, p.wavelet, p.mode))))
+        mats.append((f32(matrix.dwt_matrices(h, p.wavelet, p.mode)),
+                     f32(matrix.dwt_matrices(w, p.wavelet, p.mode))))
         h, w = h // 2, w // 2
     return mats
 
@@ -675,14 +646,9 @@ class KernelTransform:
 
     @staticmethod
     def _dct(x, axis, inverse):
-        import tensorflow as tf
+        from dwt_keras.transforms.dct import dct
 
-        rank = len(x.shape)
-        perm = list(range(rank))
-        perm[axis], perm[-1] = perm[-1], perm[axis]
-        y = tf.transpose(x, perm) if axis != rank - 1 else x
-        y = (tf.signal.idct if inverse else tf.signal.dct)(y, type=2, norm="ortho")
-        return tf.transpose(y, perm) if axis != rank - 1 else y
+        return dct(x, axis, inverse)
 
     # -- GEMM path (see MATRIX_MAX_LEN) --------------------------------------
     def _const(self, m, dtype):

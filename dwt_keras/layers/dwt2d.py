@@ -145,8 +145,11 @@ class DWT2D(keras.layers.Layer):
 
     def call(self, inputs):
         coeffs = _wv.wavedec2(
-            inputs, self.wavelet, level=self.level, mode=self.mode, axes=(1, 2)
+            inputs, self.wavelet, mode=self.mode, level=self.level, axes=(1, 2)
         )
+        # The transforms return float16 input as float32 (as PyWavelets); a layer returns
+        # its compute dtype (Keras' mixed-precision convention).
+        coeffs = tf.nest.map_structure(lambda t: tf.cast(t, self.compute_dtype), coeffs)
         if self.layout == "stacked":
             ca, det = coeffs
             return tf.concat([ca, *det], axis=-1)
@@ -269,6 +272,7 @@ class IDWT2D(keras.layers.Layer):
 
     def call(self, inputs):
         out = _wv.waverec2(self._coeffs(inputs), self.wavelet, mode=self.mode, axes=(1, 2))
+        out = tf.cast(out, self.compute_dtype)
         if self.output_size is not None:
             out = out[:, : self.output_size[0], : self.output_size[1]]
         return out

@@ -1,0 +1,330 @@
+"""Single-level discrete wavelet transforms: ``dwt``/``idwt`` (1-D), ``dwt2``/``idwt2`` (2-D).
+
+Each is built from one operation along one axis, ``analysis`` (signal -> cA, cD) and
+``synthesis`` (cA, cD -> signal), whose gradients are defined explicitly as their adjoints
+(``tf.custom_gradient``): the adjoint of a filter bank is a filter bank of the same cost, so
+the backward pass costs what the forward does instead of what automatic differentiation of
+slices and pads costs. Short axes use one dense matrix product (bounded size, see
+``_plan.use_dense``), differentiated as a matrix product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from dwt_keras.transforms import _kernels as K
+from dwt_keras.transforms import _plan
+from dwt_keras.transforms._utils import no_autograph as _no_autograph
+from dwt_keras.transforms._utils import (
+    common_dtype,
+    norm_axes2,
+    norm_axis,
+    run_real,
+    to_tensor,
+)
+from dwt_keras.transforms._wavelets import per_axis, validate_mode
+
+__all__ = ["dwt", "idwt", "dwt2", "idwt2"]
+
+
+# --------------------------------------------------------------------------- #
+# One level along one axis, with explicit adjoints
+# --------------------------------------------------------------------------- #
+def _zeros_if_none(g, like):
+    return tf.zeros_like(like) if g is None else g
+
+
+def _analysis_core(x, ax, p):
+    return K.corr_down(K.extend(x, ax, p.pads), ax, p.filters, p.n_out)
+
+
+def _analysis_adjoint_core(lo, hi, ax, p):
+    return K.fold(K.up_conv([lo, hi], ax, p.filters), ax, p.pads, p.n, p.left)
+
+
+def _analysis_op(x, ax, p):
+    @tf.custom_gradient
+    def op(t):
+        lo, hi = _analysis_core(t, ax, p)
+
+        def grad(d_lo, d_hi):
+            return _analysis_adjoint_op(_zeros_if_none(d_lo, lo), _zeros_if_none(d_hi, hi), ax, p)
+
+        return (lo, hi), grad
+
+    return op(x)
+
+
+def _analysis_adjoint_op(lo, hi, ax, p):
+    @tf.custom_gradient
+    def op(a, d):
+        y = _analysis_adjoint_core(a, d, ax, p)
+
+        def grad(dy):
+            return _analysis_op(dy, ax, p)
+
+        return y, grad
+
+    return op(lo, hi)
+
+
+def _synthesis_core(coeffs, ax, p, filters):
+    return K.fold(K.up_conv(coeffs, ax, filters), ax, p.pads, p.n, p.left)
+
+
+def _synthesis_adjoint_core(x, ax, p, filters):
+    return K.corr_down(K.extend(x, ax, p.pads), ax, filters, p.n_coeffs)
+
+
+def _synthesis_op(coeffs, ax, p, filters):
+    @tf.custom_gradient
+    def op(*cs):
+        y = _synthesis_core(list(cs), ax, p, filters)
+
+        def grad(dy):
+            return _synthesis_adjoint_op(dy, ax, p, filters)
+
+        return y, grad
+
+    return op(*coeffs)
+
+
+def _synthesis_adjoint_op(x, ax, p, filters):
+    @tf.custom_gradient
+    def op(t):
+        outs = _synthesis_adjoint_core(t, ax, p, filters)
+
+        def grad(*d):
+            return _synthesis_op([_zeros_if_none(g, o) for g, o in zip(d, outs)], ax, p, filters)
+
+        return tuple(outs), grad
+
+    return op(x)
+
+
+def analysis(x, ax, b, mode):
+    """``(cA, cD)`` of one level along axis ``ax`` (non-negative) of a real tensor."""
+    n = K.static_len(x, ax)
+    if _plan.use_dense(n, b.length):
+        mat = _plan.analysis_matrix(b, mode, n)
+        y = K.apply_matrix(x, ax, mat)
+        half = mat.shape[0] // 2
+        return y[K.sl(ax, slice(0, half))], y[K.sl(ax, slice(half, None))]
+    return _analysis_op(x, ax, _plan.analysis_plan(b, mode, n))
+
+
+def synthesis(ca, cd, ax, b, mode):
+    """One inverse level along ``ax``; ``ca`` or ``cd`` may be None (zeros)."""
+    ref = ca if ca is not None else cd
+    nc = K.static_len(ref, ax)
+    p = _plan.synthesis_plan(b, mode, nc)
+    if _plan.use_dense(p.n, b.length):
+        m_lo, m_hi = _plan.synthesis_matrices(b, mode, nc)
+        if ca is not None and cd is not None:
+            both = tf.concat([ca, cd], axis=ax)
+            return K.apply_matrix(both, ax, np.concatenate([m_lo, m_hi], axis=1))
+        return K.apply_matrix(ref, ax, m_lo if ca is not None else m_hi)
+    present = [(c, f) for c, f in zip((ca, cd), p.filters) if c is not None]
+    return _synthesis_op([c for c, _ in present], ax, p, tuple(f for _, f in present))
+
+
+# --------------------------------------------------------------------------- #
+# Public API
+# --------------------------------------------------------------------------- #
+@_no_autograph
+def dwt(data, wavelet, mode="periodization", axis=-1):
+    """Single-level 1-D discrete wavelet transform along ``axis``.
+
+    Equals ``pywt.dwt(data, wavelet, mode, axis)`` (values, shapes and dtypes).
+
+    Args:
+        data: array-like or tensor, any rank >= 1 (see the dtype rules in
+            ``dwt_keras.transforms``: integers -> float64, float16 -> float32, complex
+            inputs transform real and imaginary parts).
+        wavelet: discrete wavelet name, ``pywt.Wavelet`` or filter bank (``get_wavelet``).
+        mode: signal-extension mode, one of ``MODES`` or a ``pywt.Modes`` constant.
+            Default ``periodization``.
+        axis: axis to transform; its length must be known statically.
+
+    Returns:
+        ``(cA, cD)``: approximation and detail coefficients.
+
+    Example:
+
+    >>> cA, cD = dwt([1.0, 2.0, 3.0, 4.0], "haar")
+    >>> cA.numpy().round(4).tolist()
+    [2.1213, 4.9497]
+    """
+    x = to_tensor(data)
+    b = _plan.bank(wavelet)
+    mode = validate_mode(mode)
+    ax = norm_axis(axis, x.shape.rank)
+    K.static_len(x, ax)
+    return run_real(lambda t: tuple(analysis(t, ax, b, mode)), [x], ("dwt", b, mode, ax))
+
+
+@_no_autograph
+def idwt(cA, cD, wavelet, mode="periodization", axis=-1):
+    """Single-level inverse 1-D DWT along ``axis``; equals ``pywt.idwt``.
+
+    Args:
+        cA: approximation coefficients, or ``None`` (treated as zeros).
+        cD: detail coefficients (same shape as ``cA``), or ``None``.
+        wavelet: discrete wavelet name or ``pywt.Wavelet``.
+        mode: signal-extension mode used for the forward transform.
+        axis: axis along which the coefficients lie.
+
+    Returns:
+        The reconstructed signal (length ``2 * len(cA)`` in periodization mode,
+        ``2 * len(cA) - filter_len + 2`` otherwise, as PyWavelets).
+
+    Example:
+
+    >>> idwt([2.1213, 4.9497], [-0.7071, -0.7071], "haar").numpy().round(3).tolist()
+    [1.0, 2.0, 3.0, 4.0]
+    """
+    if cA is None and cD is None:
+        raise ValueError("At least one of cA and cD must be given (not None).")
+    ca, cd = common_dtype([None if c is None else to_tensor(c, "coefficients") for c in (cA, cD)])
+    b = _plan.bank(wavelet)
+    mode = validate_mode(mode)
+    ref = ca if ca is not None else cd
+    ax = norm_axis(axis, ref.shape.rank)
+    if ca is not None and cd is not None and ca.shape.as_list() != cd.shape.as_list():
+        raise ValueError(f"cA and cD must have the same shape, got {ca.shape} and {cd.shape}.")
+    K.static_len(ref, ax)
+    return run_real(lambda a, d: synthesis(a, d, ax, b, mode), [ca, cd], ("idwt", b, mode, ax))
+
+
+#: Outside XLA, a 2-D transform whose axes are followed by a few trailing elements (the
+#: channels of a channels-last batch) runs on a transposed copy with the transformed axes
+#: last: a depthwise convolution over 3 channels wastes most of its vector lanes (measured,
+#: 16x256x256x3 db4: 1.1-3.1x PyWavelets' time untransposed, same run).
+SMALL_TRAILING = 16
+
+
+def axes_last(tensors, axes, body):
+    """``body(tensors, axes)``, on tensors transposed so that the two axes come last when
+    they are followed by 2..SMALL_TRAILING elements and the kernels are the convolutions."""
+    ref = next(t for t in tensors if t is not None)
+    rank = ref.shape.rank
+    trailing = K._trailing(ref, max(axes))
+    if (K.in_xla_context() or axes[0] == axes[1] or trailing is None
+            or not 1 < trailing <= SMALL_TRAILING):
+        return body(tensors, axes)
+    perm = [d for d in range(rank) if d not in axes] + list(axes)
+    inverse = np.argsort(perm).tolist()
+    moved = [None if t is None else tf.transpose(t, perm) for t in tensors]
+    out = body(moved, (rank - 2, rank - 1))
+    return tf.nest.map_structure(lambda c: tf.transpose(c, inverse), out)
+
+
+def dwt2_impl(x, axes, banks, modes):
+    a0, a1 = axes
+    lo, hi = analysis(x, a0, banks[0], modes[0])
+    aa, ad = analysis(lo, a1, banks[1], modes[1])
+    da, dd = analysis(hi, a1, banks[1], modes[1])
+    return aa, (da, ad, dd)
+
+
+def idwt2_impl(ca, details, axes, banks, modes):
+    a0, a1 = axes
+    ch, cv, cd = details
+    lo = None if (ca is None and cv is None) else synthesis(ca, cv, a1, banks[1], modes[1])
+    hi = None if (ch is None and cd is None) else synthesis(ch, cd, a1, banks[1], modes[1])
+    if lo is None and hi is None:
+        raise ValueError("All coefficient arrays are None.")
+    return synthesis(lo, hi, a0, banks[0], modes[0])
+
+
+def banks_and_modes(wavelet, mode, n_axes):
+    """One filter bank and one mode per axis (PyWavelets' per-axis tuples)."""
+    return (
+        per_axis(wavelet, n_axes, "wavelet", _plan.bank),
+        per_axis(mode, n_axes, "mode", validate_mode),
+    )
+
+
+@_no_autograph
+def dwt2(data, wavelet, mode="periodization", axes=(-2, -1)):
+    """Single-level 2-D DWT over ``axes``; equals ``pywt.dwt2``.
+
+    Args:
+        data: input of rank >= 2 (see ``dwt``); e.g. ``(batch, H, W)`` or, with
+            ``axes=(1, 2)``, channels-last ``(batch, H, W, C)``.
+        wavelet: discrete wavelet name or ``pywt.Wavelet``, or one per axis.
+        mode: signal-extension mode, or one per axis.
+        axes: the two axes to transform (static lengths; as in PyWavelets, the same axis
+            twice transforms it twice).
+
+    Returns:
+        ``(cA, (cH, cV, cD))``: ``cH`` is the detail along ``axes[0]`` (horizontal edges),
+        ``cV`` along ``axes[1]``, ``cD`` along both.
+
+    Example:
+
+    >>> import numpy as np
+    >>> cA, (cH, cV, cD) = dwt2(np.ones((4, 6)), "haar")
+    >>> cA.shape, float(cA[0, 0]), float(cD[0, 0])
+    (TensorShape([2, 3]), 2.0, 0.0)
+    """
+    x = to_tensor(data)
+    axes = norm_axes2(axes, x.shape.rank, unique=False)
+    banks, modes = banks_and_modes(wavelet, mode, 2)
+    for a in axes:
+        K.static_len(x, a)
+    def run(t):
+        return axes_last([t], axes, lambda ts, ax: dwt2_impl(ts[0], ax, banks, modes))
+
+    return run_real(run, [x], ("dwt2", *banks, *modes, axes))
+
+
+def unpack2(coeffs):
+    try:
+        ca, details = coeffs
+        ch, cv, cd = details
+    except (TypeError, ValueError) as err:
+        raise ValueError("`coeffs` must be (cA, (cH, cV, cD)).") from err
+    return ca, (ch, cv, cd)
+
+
+def coerce_many(arrays):
+    ts = [None if a is None else to_tensor(a, "coefficients") for a in arrays]
+    if all(t is None for t in ts):
+        raise ValueError("At least one coefficient array must be given (not None).")
+    return common_dtype(ts)
+
+
+@_no_autograph
+def idwt2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
+    """Single-level inverse 2-D DWT; equals ``pywt.idwt2``.
+
+    Args:
+        coeffs: ``(cA, (cH, cV, cD))``; any entry may be ``None`` (zeros).
+        wavelet: discrete wavelet name or ``pywt.Wavelet``, or one per axis.
+        mode: signal-extension mode used for the forward transform, or one per axis.
+        axes: the two transformed axes.
+
+    Returns:
+        The reconstructed array.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.arange(24.0).reshape(4, 6)
+    >>> bool(np.allclose(idwt2(dwt2(x, "db2"), "db2"), x))
+    True
+    """
+    ca, details = unpack2(coeffs)
+    ts = coerce_many([ca, *details])
+    ref = next(t for t in ts if t is not None)
+    axes = norm_axes2(axes, ref.shape.rank, unique=False)
+    banks, modes = banks_and_modes(wavelet, mode, 2)
+    shapes = {tuple(t.shape.as_list()) for t in ts if t is not None}
+    if len(shapes) > 1:
+        raise ValueError(f"All coefficient arrays must have the same shape, got {shapes}.")
+    def run(*cs):
+        return axes_last(list(cs), axes, lambda c, ax: idwt2_impl(c[0], tuple(c[1:]), ax, banks, modes))
+
+    return run_real(run, ts, ("idwt2", *banks, *modes, axes))
