@@ -3,7 +3,8 @@ follows the weights' geometry, retrain with the coefficient mask held, store onl
 
 Main entry points:
 
-* `plan_model` (bases): the per-layer transform plan (axes, levels, fallbacks).
+* `plan_model` (bases): the per-layer transform plan (axes, levels, fallbacks); ``basis="auto"`` /
+  `AutoBasis` chooses each layer's basis on its trained weights (auto).
 * `OneShotCompression`, `IterativeCompression`, `GradualCompression` (callbacks): schedules for
   ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
 * `compress_model`: one-shot pruning without a callback.
@@ -17,6 +18,7 @@ _LAZY = {
     "plan_model": "dwt_keras.compression.bases",
     "format_plan": "dwt_keras.compression.bases",
     "LayerPlan": "dwt_keras.compression.bases",
+    "AutoBasis": "dwt_keras.compression.bases",
     "KernelTransform": "dwt_keras.compression.bases",
     "select_masks": "dwt_keras.compression.selection",
     "CompressionState": "dwt_keras.compression.constraints",

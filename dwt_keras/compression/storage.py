@@ -210,7 +210,7 @@ def _default_state(model):
     """Identity basis on every large kernel, keeping its non-zero weights (exact)."""
     plans = bases.plan_model(model, "identity", warn=False)
     state = constraints.CompressionState(model, plans)
-    state.set_masks({n: np.asarray(state.layers[n].kernel.numpy()).reshape(-1) != 0
+    state.set_masks({n: np.asarray(state.kernels[n].numpy()).reshape(-1) != 0
                      for n in state.plans}, project=False)
     return state
 
@@ -242,7 +242,7 @@ def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weigh
         coeffs = state.coefficients()
         kept = {n: (masks[n], np.asarray(coeffs[n], np.float32)[masks[n]]) for n in masks}
 
-    kernel_paths = {state.layers[n].kernel.path: n for n in state.plans}
+    kernel_paths = {state.kernels[n].path: n for n in state.plans}
     blobs = io.BytesIO()
 
     def put(b):
@@ -272,7 +272,7 @@ def serialize_compressed(model, quantize=None, bits=5, codec="lzma", small_weigh
                 rec = np.asarray(state.transforms[name].inverse(coeff))
                 max_err = max(max_err, float(np.abs(rec - value).max()))
             entry.update({
-                "kind": "compressed", "plan": plan.to_dict(), "n_kept": int(mask.sum()),
+                "kind": "compressed", "plan": plan.transform_dict(), "n_kept": int(mask.sum()),
                 "positions": {"encoding": pos_enc, "blob": put(pos_bytes)},
                 "values": {**meta, "blob": put(val_bytes)},
             })
