@@ -8,6 +8,8 @@ Main entry points:
 * `OneShotCompression`, `IterativeCompression`, `GradualCompression` (callbacks): schedules for
   ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
 * `compress_model`: one-shot pruning without a callback.
+* `add_compressibility_penalty` (penalty): L1 / log-sum / group-lasso training in the basis;
+  `dead_units` lists the output units that can be removed.
 * `save_compressed` / `load_compressed` (storage): the compressed file.
 * `run_compression_experiment` (pipeline): the whole experiment behind ``apps/DWT_model.py``.
 """
@@ -19,6 +21,10 @@ _LAZY = {
     "format_plan": "dwt_keras.compression.bases",
     "LayerPlan": "dwt_keras.compression.bases",
     "AutoBasis": "dwt_keras.compression.bases",
+    "CompressibilityPenalty": "dwt_keras.compression.penalty",
+    "add_compressibility_penalty": "dwt_keras.compression.penalty",
+    "remove_compressibility_penalty": "dwt_keras.compression.penalty",
+    "dead_units": "dwt_keras.compression.penalty",
     "KernelTransform": "dwt_keras.compression.bases",
     "select_masks": "dwt_keras.compression.selection",
     "CompressionState": "dwt_keras.compression.constraints",
