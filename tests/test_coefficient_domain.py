@@ -43,8 +43,9 @@ def test_same_outputs_as_the_masked_dense_model(basis):
     assert [r["form"] for r in cd.coefficient_domain_record(c)] == ["coefficient"] * 3
     views = [l.plan.view for l in _coefficient_layers(c)]
     expected = {"haar": ["receptive_field_hw", "input_axis", "input_axis"],
-                # 6-tap filters allow no level on 8x8: the flattened C*H*W view, identity at 8
-                "bior2.2": ["receptive_field_flattened", "input_axis", "none"]}
+                # 6-tap filters allow no level on 8x8: the DCT fallback over the 8x8 receptive
+                # field (never a transform across the 2 channels), and over the 8 inputs
+                "bior2.2": ["receptive_field_hw", "input_axis", "input_axis"]}
     if basis in expected:
         assert views == expected[basis]
     x = _x()
@@ -192,16 +193,12 @@ def test_unsupported_views_stay_masked_dense_with_their_mask_held():
     assert sub.max_hold_error()["projection_error"] < 1e-5
 
 
-def test_redundant_mode_falls_back_with_the_reason():
-    m = _functional()
-    with pytest.warns(UserWarning):
-        compress_model(m, keep_ratio=0.3, basis="db2", mode="symmetric", min_kernel_size=1)
-    c = cd.to_coefficient_domain(m)
-    reasons = [r.get("reason") or "" for r in cd.coefficient_domain_record(c)]
-    assert all(r["form"] == "masked_dense" for r in cd.coefficient_domain_record(c))
-    assert all("redundant" in r for r in reasons)
-    x = _x()
-    np.testing.assert_allclose(c(x).numpy(), m(x).numpy(), rtol=1e-5, atol=1e-6)
+def test_redundant_mode_is_refused_before_any_coefficient_form():
+    # a redundant extension mode has more coefficients than weights and no idempotent mask,
+    # so the planner refuses it, naming the exact mode, instead of serving a drifting form
+    with pytest.raises(ValueError, match=r"mode='periodization'.*Received: mode='symmetric'"):
+        compress_model(_functional(), keep_ratio=0.3, basis="db2", mode="symmetric",
+                       min_kernel_size=1)
 
 
 def test_clear_errors():

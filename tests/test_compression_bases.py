@@ -57,17 +57,47 @@ def test_small_conv_kernel_never_gets_a_silent_zero_level_dwt():
     x = keras.layers.Conv2D(16, 3, name="c3")(inp)
     m = keras.Model(inp, x)
     for wav in ("haar", "db2", "db4"):
+        # default: a 2-D DCT over the 3x3 taps of each filter, never across channels
         with pytest.warns(UserWarning, match="c3"):
             (p,) = plan_model(m, wav)
-        assert p.fallback is not None
-        assert p.basis == "identity" or p.level >= 1
-        assert p.view == "conv_flattened"  # 16*3*3 = 144 = 16*9 allows levels
+        assert p.fallback is not None and "dct" in p.fallback
+        assert p.basis == "dct" and p.view == "conv_spatial" and p.transform_axes == (0, 1)
+        # flattening across channels only when asked
+        with pytest.warns(UserWarning, match="mixes channels"):
+            (p,) = plan_model(m, wav, small_kernel_fallback="flatten")
+        assert p.view == "conv_flattened" and p.level >= 1  # 16*3*3 = 144 = 16*9 allows levels
     with pytest.warns(UserWarning, match="identity"):
         (p,) = plan_model(m, "haar", small_kernel_fallback="identity")
     assert p.basis == "identity" and "identity" in p.fallback
     # DCT needs no levels: the 3x3 spatial transform is used as is
     (p,) = plan_model(m, "dct")
     assert p.view == "conv_spatial" and p.fallback is None
+    with pytest.raises(ValueError, match="Received: small_kernel_fallback='nope'"):
+        plan_model(m, "haar", small_kernel_fallback="nope")
+
+
+def test_default_never_flattens_across_channels():
+    """Issue 12: the user's CNN (conv 5x5 16 -> pool -> conv 5x5 32 -> pool -> flatten 4x4x32
+    -> dense 128 -> dense 10) used to get a 7-level db2 over the flattened C*H*W axis of the Dense
+    and a transform over cin*kh*kw of the convs."""
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(16, 5, name="conv1")(inp)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(32, 5, name="conv2")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, name="fc")(x)
+    m = keras.Model(inp, keras.layers.Dense(10, name="logits")(x))
+    for basis in ("haar", "db2", "db4", "auto", "dct"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plans = plan_model(m, basis)
+        views = {p.layer: p.view for p in plans}
+        assert not any("flattened" in v for v in views.values()), (basis, views)
+        assert views["fc"] in ("receptive_field_hw", "none"), (basis, views)
+        assert views["conv2"] in ("conv_spatial", "none"), (basis, views)
+    haar = {p.layer: p for p in plan_model(m, "haar")}
+    assert haar["fc"].view == "receptive_field_hw" and haar["fc"].level == 2  # 4 -> 2 -> 1
 
 
 def test_large_conv_kernel_uses_spatial_axes():
@@ -143,7 +173,7 @@ def test_conv_flattened_view_puts_spatial_taps_fastest():
     inp = keras.Input((8, 8, 2))
     m = keras.Model(inp, keras.layers.Conv2D(3, 3, name="c")(inp))
     with pytest.warns(UserWarning):
-        (p,) = plan_model(m, "haar", min_kernel_size=1)
+        (p,) = plan_model(m, "haar", min_kernel_size=1, small_kernel_fallback="flatten")
     assert p.view == "conv_flattened" and p.x_shape == (18, 3)
     k = np.arange(54, dtype=np.float32).reshape(3, 3, 2, 3)
     t = KernelTransform(p)
@@ -195,3 +225,116 @@ def test_plan_round_trips_through_dict_and_formats():
         assert bases.LayerPlan.from_dict(p.to_dict()) == p
     text = bases.format_plan(plans)
     assert "receptive_field_hw" in text and "fc1" in text and "sym4" in text
+
+
+# --------------------------------------------------------------------------- #
+# Issue 16: embeddings, layers left dense, override keys, subclassed geometry
+# --------------------------------------------------------------------------- #
+def _text_model(vocab=200, dim=16):
+    inp = keras.Input((12,), dtype="int32")
+    x = keras.layers.Embedding(vocab, dim, name="emb")(inp)
+    x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Dense(32, name="fc")(x)
+    return keras.Model(inp, keras.layers.Dense(3, name="logits")(x))
+
+
+def test_embeddings_are_compressed_and_dense_layers_listed_with_reasons():
+    m = _text_model()
+    plans = plan_model(m, "identity")
+    by = {p.layer: p for p in plans}
+    assert "emb" in by and by["emb"].layer_class == "Embedding"  # 200x16 table
+    dense = {d["layer"]: d["reason"] for d in plans.dense_layers}
+    assert set(dense) == {"bn", "logits"} and "fc" in by
+    assert "96 weights < min_kernel_size=256" in dense["logits"] and "no kernel" in dense["bn"]
+    text = bases.format_plan(plans)
+    assert "Left dense" in text and "min_kernel_size" in text
+    # over the embedding axis of each token, never across tokens
+    (p,) = plan_model(m, "haar", layers=["emb"])
+    assert p.view == "embedding_axis" and p.x_shape == (16, 200) and p.level >= 1
+    t = KernelTransform(p)
+    k = np.random.default_rng(0).standard_normal((200, 16)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(t.forward(k)).reshape(-1, 200)[:, 3],
+                               np.concatenate(pywt.wavedec(k[3], "haar", mode="periodization",
+                                                           level=p.level)), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(t.inverse(t.forward(k))), k, atol=1e-5)
+
+
+def test_embedding_override_is_applied_not_ignored():
+    m = _text_model(vocab=10)  # 160 weights: below min_kernel_size, compressed only if named
+    plans = {p.layer: p for p in plan_model(m, "haar", layer_overrides={"emb": {"basis": "dct"}})}
+    assert plans["emb"].basis == "dct" and plans["emb"].view == "embedding_axis"
+
+
+def test_embedding_compresses_prunes_and_round_trips_through_the_file(tmp_path):
+    from dwt_keras.compression import compress_model, load_compressed, save_compressed
+
+    m = _text_model()
+    state = compress_model(m, keep_ratio=0.2, basis="dct", layers=["emb", "fc"], scope="per_layer")
+    assert state.kernels["emb"] is m.get_layer("emb").embeddings
+    assert np.mean(np.asarray(state.mask_arrays()["emb"])) == pytest.approx(0.2, abs=0.05)
+    path = str(tmp_path / "m.dwtc")
+    save_compressed(m, path, quantize="none")  # exact values: the round trip is then exact
+    back = load_compressed(path)
+    np.testing.assert_allclose(back.get_layer("emb").embeddings.numpy(),
+                               m.get_layer("emb").embeddings.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"nope": {"skip": True}}, r"unknown layer.*Received: layer_overrides"),
+    ({"gap": {"basis": "dct"}}, r"'gap' \(GlobalAveragePooling1D\) has no kernel.*'emb'"),
+    ({"bn": {"skip": True}}, r"'bn' \(BatchNormalization\) has no kernel"),
+    ({"fc": {"bases": "dct"}}, r"unknown setting\(s\) \['bases'\]; valid: \['basis'"),
+    ({"fc": {"basis": "dct", "level": 2}}, r"'level' applies to wavelet bases.*Received"),
+    ({"fc": {"basis": "identity", "mode": "zero"}}, r"'mode' applies to wavelet"),
+    ({"fc": {"skip": True, "basis": "dct"}}, r"skip=True takes no other setting"),
+    ({"fc": {"basis": "dct", "wavelet": "haar"}}, r"'basis' or 'wavelet', not both"),
+    ({"emb": {"geometry": [4, 4]}}, r"geometry applies to a Dense kernel.*Received: geometry"),
+    ({"fc": "dct"}, r"must be a dict of settings"),
+])
+def test_unknown_or_non_applicable_overrides_are_errors(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        plan_model(_text_model(), "haar", min_kernel_size=1, layer_overrides=overrides)
+
+
+def test_excluded_and_overridden_is_an_error():
+    with pytest.raises(ValueError, match="both in exclude and in layer_overrides"):
+        plan_model(_text_model(), "haar", exclude=["fc"], layer_overrides={"fc": {"basis": "dct"}})
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(8, 3, padding="same", name="conv")
+        self.flat = keras.layers.Flatten()
+        self.fc = keras.layers.Dense(16, name="fc")
+        self.out = keras.layers.Dense(4, name="out")
+
+    def call(self, x):
+        return self.out(self.fc(self.flat(self.conv(x))))
+
+
+def test_subclassed_dense_after_flatten_warns_and_names_the_override():
+    m = _Subclassed()
+    m(np.zeros((1, 4, 4, 3), np.float32))
+    with pytest.warns(UserWarning, match=r"'fc'.*layer_overrides=\{'fc': \{'geometry': \[H, W, C\]"):
+        plans = {p.layer: p for p in plan_model(m, "haar", min_kernel_size=1)}
+    assert plans["fc"].view == "input_axis"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no warning once the geometry is given
+        fc = {p.layer: p for p in plan_model(m, "haar", min_kernel_size=1, layers=["fc"],
+                                             layer_overrides={"fc": {"geometry": [4, 4, 8]}})}
+    assert fc["fc"].view == "receptive_field_hw" and fc["fc"].pre_shape == (4, 4, 8, 16)
+    # a functional model's Dense is never warned about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        plan_model(build_model("lenet300", (28, 28, 1), 10), "haar")
+
+
+def test_one_by_one_convolutions_are_identity_without_a_warning():
+    inp = keras.Input((8, 8, 32))
+    m = keras.Model(inp, keras.layers.Conv2D(32, 1, name="pw")(inp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        (p,) = plan_model(m, "db4")
+    assert p.basis == "identity" and "1x1" in p.fallback

@@ -47,3 +47,50 @@ def test_unknown_model_lists_choices():
         build_model("lenet6", (28, 28, 1), 10)
     for name in MODELS:
         assert name in str(e.value)
+
+
+def test_resnet20_is_he_et_al_cifar_resnet_with_027m_params():
+    m = build_model("resnet20", (32, 32, 3), 10)
+    # 3x3 convs: stem 432 + 6*2304 + (4608 + 5*9216) + (18432 + 5*36864) = 267,696;
+    # 19 BatchNorms (2,752 incl. moving statistics) and the 64x10 classifier (650)
+    assert m.count_params() == 267696 + 2752 + 650 == 271098
+    convs = [l for l in m.layers if l.__class__.__name__ == "Conv2D"]
+    assert len(convs) == 19 and all(c.kernel.shape[:2] == (3, 3) for c in convs)
+    assert [c.kernel.shape[-1] for c in convs] == [16] * 7 + [32] * 6 + [64] * 6
+    assert m.output.shape[-1] == 10
+    # option B adds the two 1x1 projections and their BatchNorms
+    assert build_model("resnet20", (32, 32, 3), 10, shortcut="projection").count_params() == \
+        271098 + 16 * 32 + 4 * 32 + 32 * 64 + 4 * 64
+    small = build_model("resnet20", (16, 16, 3), 5, width=4)
+    assert small.get_layer("s3b1_conv1").kernel.shape == (3, 3, 8, 16)
+    assert build_model("resnet20", (32, 32, 3), 10, depth=32).count_params() > 271098
+
+
+def test_resnet20_zero_pad_shortcut_subsamples_and_appends_zero_channels():
+    import keras
+
+    m = build_model("resnet20", (8, 8, 3), 2, width=4)
+    sub = keras.Model(m.get_layer("s2b1_subsample").input, m.get_layer("s2b1_to_clast").output)
+    x = np.random.default_rng(0).random((2, 8, 8, 4)).astype("float32")
+    y = sub(x).numpy()
+    assert y.shape == (2, 4, 4, 8)
+    np.testing.assert_array_equal(y[..., 2:6], x[:, ::2, ::2, :])
+    assert not y[..., :2].any() and not y[..., 6:].any()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"depth": 21}, r"Received: depth=21"), ({"width": 0}, r"Received: width=0"),
+    ({"shortcut": "B"}, r"Received: shortcut='B'")])
+def test_resnet20_arguments_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("resnet20", (32, 32, 3), 10, **kwargs)
+
+
+def test_resnet20_round_trips_through_keras_file(tmp_path):
+    import keras
+
+    m = build_model("resnet20", (16, 16, 3), 3, width=4)
+    path = str(tmp_path / "r.keras")
+    m.save(path)
+    x = np.random.default_rng(1).random((2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(keras.models.load_model(path)(x).numpy(), m(x).numpy(), atol=1e-6)

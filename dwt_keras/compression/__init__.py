@@ -3,10 +3,13 @@ follows the weights' geometry, retrain with the coefficient mask held, store onl
 
 Main entry points:
 
-* `plan_model` (bases): the per-layer transform plan (axes, levels, fallbacks).
+* `plan_model` (bases): the per-layer transform plan (axes, levels, fallbacks); ``basis="auto"`` /
+  `AutoBasis` chooses each layer's basis on its trained weights (auto).
 * `OneShotCompression`, `IterativeCompression`, `GradualCompression` (callbacks): schedules for
   ``model.fit()``; `CompressionMetrics` logs sparsity and the measured compression ratio.
 * `compress_model`: one-shot pruning without a callback.
+* `add_compressibility_penalty` (penalty): L1 / log-sum / group-lasso training in the basis;
+  `dead_units` lists the output units that can be removed.
 * `save_compressed` / `load_compressed` (storage): the compressed file; `choose_bits` (bitwidth):
   per-layer k-means bit widths chosen on a validation split
   (``load_compressed(path, form="coefficient")`` for the coefficient form).
@@ -26,6 +29,11 @@ _LAZY = {
     "plan_model": "dwt_keras.compression.bases",
     "format_plan": "dwt_keras.compression.bases",
     "LayerPlan": "dwt_keras.compression.bases",
+    "AutoBasis": "dwt_keras.compression.bases",
+    "CompressibilityPenalty": "dwt_keras.compression.penalty",
+    "add_compressibility_penalty": "dwt_keras.compression.penalty",
+    "remove_compressibility_penalty": "dwt_keras.compression.penalty",
+    "dead_units": "dwt_keras.compression.penalty",
     "KernelTransform": "dwt_keras.compression.bases",
     "select_masks": "dwt_keras.compression.selection",
     "CompressionState": "dwt_keras.compression.constraints",

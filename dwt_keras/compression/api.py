@@ -5,8 +5,8 @@ from dwt_keras.compression import bases, constraints
 
 def compress_model(model, keep_ratio=None, threshold=None, basis="haar", mode="periodization",
                    level=None, scope="global", keep_approximation=False, min_kernel_size=256,
-                   layers=None, exclude=(), layer_overrides=None, small_kernel_fallback="flatten",
-                   install=True, verbose=0):
+                   layers=None, exclude=(), layer_overrides=None,
+                   small_kernel_fallback=bases.DEFAULT_FALLBACK, install=True, verbose=0):
     """Plans, prunes and (optionally) installs the mask constraints on `model`, in place.
 
     Args:
@@ -29,10 +29,12 @@ def compress_model(model, keep_ratio=None, threshold=None, basis="haar", mode="p
     """
     state = constraints.get_state(model)
     if state is None:
+        bases.check_exact_mode(basis, mode)
         plans = bases.plan_model(model, basis, mode=mode, level=level,
                                  min_kernel_size=min_kernel_size, layers=layers, exclude=exclude,
                                  layer_overrides=layer_overrides,
-                                 small_kernel_fallback=small_kernel_fallback)
+                                 small_kernel_fallback=small_kernel_fallback, scope=scope,
+                                 auto_keep_ratio=keep_ratio)
         if not plans:
             raise ValueError(f"No kernel of at least {min_kernel_size} weights to compress.")
         if verbose:

@@ -58,7 +58,7 @@ def choose_bits(model, x, y, tolerance=0.001, candidates=range(1, 9), batch_size
         raise ValueError(f"tolerance must be >= 0. Received: tolerance={tolerance}")
     evaluate = metric or (lambda m: _accuracy(m, x, y, batch_size))
 
-    originals = {n: np.array(layer.kernel.numpy()) for n, layer in state.layers.items()}
+    originals = {n: np.array(k.numpy()) for n, k in state.kernels.items()}
     masks, coeffs = state.mask_arrays(), state.coefficients()
     kept = {n: np.asarray(coeffs[n], np.float32)[masks[n]] for n in masks}
     kernels = {}
@@ -76,7 +76,7 @@ def choose_bits(model, x, y, tolerance=0.001, candidates=range(1, 9), batch_size
 
     def use(choice):
         for n, b in choice.items():
-            state.layers[n].kernel.assign(kernel(n, b))
+            state.kernels[n].assign(kernel(n, b))
         return evaluate(model)
 
     try:
@@ -103,5 +103,5 @@ def choose_bits(model, x, y, tolerance=0.001, candidates=range(1, 9), batch_size
             joint = use(bits)
     finally:
         for n, w in originals.items():
-            state.layers[n].kernel.assign(w)
+            state.kernels[n].assign(w)
     return {"bits": bits, "reference": reference, "metric": joint, "per_layer": per_layer}

@@ -29,7 +29,9 @@ class CompressionCallback(keras.callbacks.Callback):
     """Base class: plans the model, owns no state beyond its configuration.
 
     Args:
-        basis: ``"identity"``, ``"dct"`` or a discrete wavelet name (``"haar"``, ``"db4"``...).
+        basis: ``"identity"``, ``"dct"``, a discrete wavelet name (``"haar"``, ``"db4"``...), or
+            ``"auto"`` / `bases.AutoBasis` (chosen per layer on the weights at the first pruning,
+            at the schedule's final keep ratio).
         mode: wavelet signal-extension mode (``"periodization"`` holds masks exactly).
         level: decomposition level, ``None`` for the largest exact level per layer.
         scope: ``"global"`` or ``"per_layer"`` coefficient ranking.
@@ -38,7 +40,8 @@ class CompressionCallback(keras.callbacks.Callback):
         layers: explicit names of layers to compress (default: all Dense/Conv above the size).
         exclude: names never compressed.
         layer_overrides: per-layer plan settings (see `bases.plan_model`).
-        small_kernel_fallback: ``"flatten"`` or ``"identity"`` for kernels too small for a level.
+        small_kernel_fallback: ``"dct"``, ``"identity"`` or ``"flatten"`` for kernels too small
+            for a level (see `bases`).
         verbose: 1 prints the per-layer plan and each pruning step.
 
     An existing `CompressionState` on the model (from an earlier callback, `compress_model` or
@@ -47,12 +50,10 @@ class CompressionCallback(keras.callbacks.Callback):
 
     def __init__(self, basis="haar", mode="periodization", level=None, scope="global",
                  keep_approximation=False, min_kernel_size=256, layers=None, exclude=(),
-                 layer_overrides=None, small_kernel_fallback="flatten", verbose=1):
+                 layer_overrides=None, small_kernel_fallback=bases.DEFAULT_FALLBACK, verbose=1):
         super().__init__()
-        from dwt_keras import wavelets
-
         bases.basis_kind(basis)
-        wavelets.validate_mode(mode)
+        bases.check_exact_mode(basis, mode)
         if scope not in selection.SCOPES:
             raise ValueError(f"Unknown scope {scope!r}; valid: {selection.SCOPES}.")
         if small_kernel_fallback not in bases.FALLBACKS:
@@ -94,6 +95,7 @@ class CompressionCallback(keras.callbacks.Callback):
                 min_kernel_size=c["min_kernel_size"], layers=c["layers"], exclude=c["exclude"],
                 layer_overrides=c["layer_overrides"],
                 small_kernel_fallback=c["small_kernel_fallback"],
+                scope=c["scope"], auto_keep_ratio=self._final_keep(),
             )
             if not plans:
                 raise ValueError(
@@ -106,6 +108,10 @@ class CompressionCallback(keras.callbacks.Callback):
             state = constraints.CompressionState.create(
                 self.model, plans, scope=c["scope"], keep_approximation=c["keep_approximation"])
         return state
+
+    def _final_keep(self):
+        """The keep ratio the schedule ends at (the budget of ``basis="auto"``)."""
+        return None
 
     def _install(self, state):
         if not state.installed:
@@ -157,6 +163,9 @@ class OneShotCompression(CompressionCallback):
 
     def _schedule_config(self):
         return {"keep_ratio": self.keep_ratio, "threshold": self.threshold, "at_step": self.at_step}
+
+    def _final_keep(self):
+        return self.keep_ratio
 
     def _done(self, state):
         return state.keep_ratio == self.keep_ratio and state.threshold == self.threshold
@@ -216,6 +225,9 @@ class IterativeCompression(CompressionCallback):
 
     def _schedule_config(self):
         return {"keep_ratios": list(self.keep_ratios), "epochs_per_stage": self.epochs_per_stage}
+
+    def _final_keep(self):
+        return self.keep_ratios[-1]
 
     def stage_of(self, epoch):
         return min(epoch // self.epochs_per_stage, len(self.keep_ratios) - 1)
@@ -363,6 +375,9 @@ class GradualCompression(CompressionCallback):
         end = origin + self.end_epoch * int(steps_per_epoch) if self.end_epoch is not None \
             else at(self.end_step)
         return begin, max(begin, end)
+
+    def _final_keep(self):
+        return self.final_keep
 
     def keep_at(self, step):
         """Scheduled keep ratio at optimizer step `step` (updates every `frequency` steps)."""

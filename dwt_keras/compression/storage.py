@@ -139,7 +139,7 @@ def _default_state(model):
     """Identity basis on every large kernel, keeping its non-zero weights (exact)."""
     plans = bases.plan_model(model, "identity", warn=False)
     state = constraints.CompressionState(model, plans)
-    state.set_masks({n: np.asarray(state.layers[n].kernel.numpy()).reshape(-1) != 0
+    state.set_masks({n: np.asarray(state.kernels[n].numpy()).reshape(-1) != 0
                      for n in state.plans}, project=False)
     return state
 
@@ -156,7 +156,8 @@ _DERIVED_PLAN_FIELDS = ("layer", "layer_class", "kernel_shape", "n_weights")
 
 
 def _stored_plan(plan):
-    return {k: v for k, v in plan.to_dict().items() if k not in _DERIVED_PLAN_FIELDS}
+    # transform_dict: the transform only, not the auto basis' record of its candidates
+    return {k: v for k, v in plan.transform_dict().items() if k not in _DERIVED_PLAN_FIELDS}
 
 
 def _full_plan(stored, layer, shape):
@@ -201,7 +202,7 @@ def serialize_compressed(model, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, co
     def after_codec(data):
         return len(_encode(data, codec))
 
-    kernel_names = {id(state.layers[n].kernel): n for n in state.plans}
+    kernel_names = {id(state.kernels[n]): n for n in state.plans}
     layer_index = {id(layer): i for i, layer in enumerate(bases._flatten_layers(model))}
     blobs = io.BytesIO()
 
@@ -404,7 +405,7 @@ def _kernel_owners(model):
     """``{id(kernel variable): (position in the flattened layer list, layer)}``."""
     owners = {}
     for i, layer in enumerate(bases._flatten_layers(model)):
-        kernel = getattr(layer, "kernel", None)
+        kernel = bases.kernel_variable(layer)  # a kernel, or an Embedding's embeddings
         if kernel is not None:
             owners[id(kernel)] = (i, layer)
     return owners

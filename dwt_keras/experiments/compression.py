@@ -84,7 +84,9 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
                         "dwt_keras.experiments.registry.")
     mlp_widths: tuple = option((300, 100), "Hidden widths of --model=mlp.", list_of=int,
                                minimum=1)
-    resnet_width: int = option(64, "Channels of ResNet-18's first stage.", minimum=1)
+    resnet_width: int | None = option(
+        None, "Channels of the ResNet's first stage (default: the paper's, 64 for resnet18 and "
+        "16 for resnet20).", minimum=1)
     # compression
     wavelet: str = option("haar", "Basis: a discrete wavelet (haar, db4, sym4, coif2, bior2.2, "
                           "...), 'dct', or 'identity' (plain magnitude pruning).")
@@ -125,8 +127,10 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
                                            "schedule (default: about 10 updates).", minimum=1,
                                            kind="integer")
     min_kernel_size: int = option(256, "Kernels with fewer weights stay dense.", minimum=1)
-    small_kernel_fallback: str = option("flatten", "Basis for kernels too small for one level "
-                                        "along their spatial axes.", choices=bases.FALLBACKS)
+    small_kernel_fallback: str = option(
+        bases.DEFAULT_FALLBACK, "Basis for kernels too small for one wavelet level along their "
+        "spatial axes: dct (a DCT over the taps), identity, or flatten (a wavelet over the "
+        "flattened kernel, which mixes channels).", choices=bases.FALLBACKS)
     layer_overrides: dict | None = option(
         None, "Per-layer plan settings as JSON, e.g. '{\"fc1\": {\"geometry\": [28, 28, 1], "
         "\"level\": 1}, \"logits\": {\"skip\": true}}' (keys: basis, mode, level, geometry, "
@@ -675,7 +679,7 @@ class CompressionRecipe(Recipe):
             self._plot(run, "receptive_fields", "receptive_fields.png",
                        lambda p: rep.plot_receptive_fields(
                            dense_weights[first.layer],
-                           np.asarray(state.layers[first.layer].kernel.numpy()),
+                           np.asarray(state.kernels[first.layer].numpy()),
                            first.to_dict(), p,
                            title=f"{first.layer}: dense (top) vs compressed with "
                                  f"{first.basis_name} (bottom)"))

@@ -11,6 +11,7 @@ and the tuner builds exactly what the app trains.
 | `lenet5` | the Caffe LeNet-5 | |
 | `mlp` | an MLP on flattened images | `mlp_widths` |
 | `resnet18` | ResNet-18, CIFAR variant | `resnet_width` |
+| `resnet20` | ResNet-20 of He et al. (CIFAR, option-A shortcuts) | `resnet_width` |
 | `small_cnn` | the spectral study's 5-layer CNN | `width`, `seed` |
 | `learnable_cnn` | the learnable-wavelet paper's MNIST CNN | `fc1`, `dense_units`, `levels`, ... |
 | `sequence_rnn` | a GRU / wavelet GRU / Fastfood GRU with a read-out | `rnn`, `hidden`, ... |
@@ -20,7 +21,7 @@ Example:
 
 ```python
 model = build_model("mlp", (28, 28, 1), 10, options=config)   # config.mlp_widths
-model = build_model("resnet18", (32, 32, 3), 10, resnet_width=16)
+model = build_model("resnet18", (32, 32, 3), 10, width=16)  # a builder keyword
 ```
 """
 
@@ -100,6 +101,8 @@ def _plain(function_name):
     def build(input_shape, num_classes, **kwargs):
         from dwt_keras import models
 
+        # an unset option (None) leaves the builder's default, e.g. each ResNet's own width
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if "widths" in kwargs:
             kwargs["widths"] = tuple(int(w) for w in kwargs["widths"])
         return getattr(models, function_name)(input_shape, num_classes, **kwargs)
@@ -154,6 +157,8 @@ register_model("lenet5", _plain("lenet5"), description="Caffe LeNet-5 (431,080 p
 register_model("mlp", _plain("mlp"), {"widths": "mlp_widths"}, "MLP on flattened images")
 register_model("resnet18", _plain("resnet18"), {"width": "resnet_width"},
                "ResNet-18, CIFAR variant")
+register_model("resnet20", _plain("resnet20"), {"width": "resnet_width"},
+               "ResNet-20 of He et al., CIFAR (271,098 parameters)")
 register_model("small_cnn", _plain("small_cnn"), {"width": "width", "seed": "seed"},
                "the spectral study's CNN")
 register_model("learnable_cnn", _learnable_cnn, {

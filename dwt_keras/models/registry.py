@@ -62,7 +62,25 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10, name="lenet5"):
     return keras.Model(inputs, outputs, name=name)
 
 
-def _basic_block(x, filters, stride, name):
+def _zero_pad_shortcut(x, filters, stride, name):
+    """He et al.'s option A: subsample by `stride` and append zero channels (no parameters).
+
+    Built from core layers only (a 1x1 max-pool with a stride picks ``x[::s, ::s]``; the channel
+    axis is padded by a ``ZeroPadding2D`` after moving it to a spatial position), so the model
+    serialises without custom objects.
+    """
+    if stride != 1:
+        x = layers.MaxPooling2D(pool_size=1, strides=stride, name=f"{name}_subsample")(x)
+    extra = filters - x.shape[-1]
+    if extra > 0:
+        x = layers.Permute((3, 1, 2), name=f"{name}_to_cfirst")(x)
+        x = layers.ZeroPadding2D(((extra // 2, extra - extra // 2), (0, 0)),
+                                 name=f"{name}_pad_channels")(x)
+        x = layers.Permute((2, 3, 1), name=f"{name}_to_clast")(x)
+    return x
+
+
+def _basic_block(x, filters, stride, name, shortcut_kind="projection"):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
                       name=f"{name}_conv1")(x)
@@ -70,7 +88,9 @@ def _basic_block(x, filters, stride, name):
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
-    if stride != 1 or shortcut.shape[-1] != filters:
+    if (stride != 1 or shortcut.shape[-1] != filters) and shortcut_kind == "zero_pad":
+        shortcut = _zero_pad_shortcut(shortcut, filters, stride, name)
+    elif stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
                                  name=f"{name}_proj")(shortcut)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
@@ -99,6 +119,47 @@ def resnet18(input_shape=(32, 32, 3), num_classes=10, width=64, name="resnet18")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def resnet20(input_shape=(32, 32, 3), num_classes=10, width=16, depth=20, shortcut="zero_pad",
+             name=None):
+    """The CIFAR ResNet of He et al. (2016, section 4.2): a 3x3 stem, three stages of
+    ``(depth - 2) / 6`` basic blocks (widths `width * (1, 2, 4)`, strides 1, 2, 2), global
+    average pooling and a Dense classifier. ResNet-20 (``depth=20``, ``width=16``) has 0.27M
+    parameters (271,098 with the paper's parameter-free shortcuts).
+
+    Args:
+        input_shape: image shape.
+        num_classes: number of logits.
+        width: channels of the first stage (16 in the paper; smaller for CPU budgets).
+        depth: ``6 n + 2`` layers: 20, 32, 44, 56, 110.
+        shortcut: ``"zero_pad"`` (option A of the paper: subsampling and zero channels) or
+            ``"projection"`` (option B: 1x1 convolution and BatchNorm where the shape changes).
+        name: model name (default ``f"resnet{depth}"``).
+
+    Example:
+
+    >>> resnet20().count_params()
+    271098
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110). Received: depth={depth!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer. Received: width={width!r}")
+    if shortcut not in ("zero_pad", "projection"):
+        raise ValueError("shortcut must be 'zero_pad' or 'projection'. "
+                         f"Received: shortcut={shortcut!r}")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stage, mult in enumerate((1, 2, 4)):
+        for block in range((depth - 2) // 6):
+            stride = 2 if (stage > 0 and block == 0) else 1
+            x = _basic_block(x, width * mult, stride, f"s{stage + 1}b{block + 1}", shortcut)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name or f"resnet{depth}")
 
 
 def small_cnn(input_shape=(32, 32, 3), num_classes=10, width=16, seed=None, name="small_cnn"):

@@ -25,6 +25,7 @@ _LAZY = {
     "build_augmentation": "dwt_keras.training.augmentation",
     "augment_training_dataset": "dwt_keras.training.augmentation",
     "apply_regularization": "dwt_keras.training.regularization",
+    "recalibrate_batchnorm": "dwt_keras.training.batchnorm",
     "cross_validate": "dwt_keras.training.cross_validation",
     "build_ensemble": "dwt_keras.training.ensemble",
     "write_saliency_pngs": "dwt_keras.training.saliency",
