@@ -116,7 +116,7 @@ def train(name, seed, data_dir, epochs, n_train):
     import numpy as np
 
     from dwt_keras.data import load_arrays
-    from dwt_keras.models import build_model
+    from dwt_keras.experiments.registry import build_model
 
     keras.utils.set_random_seed(seed)
     dataset = "cifar10_subset" if name == "resnet20" else "mnist"

@@ -37,7 +37,7 @@ def run(label, seed, s, a):
 
     from dwt_keras.compression import add_compressibility_penalty, constraints
     from dwt_keras.compression.bases import plan_model
-    from dwt_keras.models import build_model
+    from dwt_keras.experiments.registry import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model("lenet300", s.x_train.shape[1:], 10)
