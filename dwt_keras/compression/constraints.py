@@ -393,8 +393,9 @@ class CompressionState:
         return 1.0 - kept / max(total, 1)
 
     def plan_dicts(self):
-        """The per-layer plans, JSON-ready, with the ``auto`` choice records (report ``plan[]``)."""
-        return [p.to_dict() for p in self.plans.values()]
+        """The per-layer plans, JSON-ready, with the basis by name (``basis_name``: ``"db2"``,
+        ``"dct"``, ...) and the ``auto`` choice records (report ``plan[]``)."""
+        return [{**p.to_dict(), "basis_name": p.basis_name} for p in self.plans.values()]
 
     def dense_layer_dicts(self):
         """Every layer with weights that stays dense, and why (for reports)."""

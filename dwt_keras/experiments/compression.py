@@ -89,7 +89,16 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
         "16 for resnet20).", minimum=1)
     # compression
     wavelet: str = option("haar", "Basis: a discrete wavelet (haar, db4, sym4, coif2, bior2.2, "
-                          "...), 'dct', or 'identity' (plain magnitude pruning).")
+                          "...), 'dct', 'identity' (plain magnitude pruning), or 'auto': per "
+                          "layer, the basis and view (identity, dct, haar, db2-db4, sym4) that "
+                          "does best on the trained weights at the final keep ratio "
+                          "(--auto_criterion); report.json's plan[] records the choice.")
+    auto_criterion: str = option("loss", "How --wavelet=auto compares bases: loss (the least "
+                                 "validation-loss increase when only that layer is pruned, on "
+                                 "up to --auto_samples validation images) or energy (the most "
+                                 "coefficient energy kept).", choices=("loss", "energy"))
+    auto_samples: int = option(1000, "Validation images the loss criterion of --wavelet=auto "
+                               "uses.", minimum=1)
     mode: str = option("periodization", "Wavelet signal-extension mode.")
     level: int | None = option(None, "Decomposition level (default: the largest exact level "
                                "per layer).", minimum=1, kind="integer")
@@ -135,6 +144,20 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
         None, "Per-layer plan settings as JSON, e.g. '{\"fc1\": {\"geometry\": [28, 28, 1], "
         "\"level\": 1}, \"logits\": {\"skip\": true}}' (keys: basis, mode, level, geometry, "
         "small_kernel_fallback, skip).", kind="json")
+    coefficient_l1: float = option(0.0, "Compressibility training: strength of an L1 penalty on "
+                                   "the kernels' coefficients in the compression basis, during "
+                                   "dense training and retraining (e.g. 3e-5; 0: off).",
+                                   minimum=0.0)
+    coefficient_log_sum: float = option(0.0, "Strength of a log-sum penalty on the coefficients "
+                                        "(a closer surrogate of their count; 0: off).",
+                                        minimum=0.0)
+    coefficient_group: float = option(0.0, "Strength of a group-lasso penalty over output units "
+                                      "(whole neurons / filters go to zero; report.json's "
+                                      "layers[].dead_units lists them; 0: off).", minimum=0.0)
+    bn_recalibration_batches: int = option(
+        50, "Models with BatchNormalization: after writing the compressed file, re-estimate the "
+        "moving statistics of the reloaded (pruned, quantised) model on this many training "
+        "batches and store them in the file (0: off).", minimum=0)
     # storage
     quantize: str | None = option(storage.DEFAULT_QUANTIZE, "Values of kept coefficients: "
                                   "none | float16 | int8 | kmeans.", choices=storage.QUANTIZERS)
@@ -148,7 +171,8 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
     codec: str = option(storage.DEFAULT_CODEC, "Entropy coder of the file.",
                         choices=tuple(storage.CODECS))
     small_weights: str = option(storage.DEFAULT_SMALL_WEIGHTS, "Storage of the weights kept "
-                                "dense (biases, small kernels).", choices=("auto", *storage.SMALL_WEIGHTS))
+                                "dense (biases, small kernels).",
+                                choices=("auto", *storage.SMALL_WEIGHTS))
     # serving
     export: str = option("none", "Export the final model: tflite or savedmodel (the "
                          "decompressed model), or litert: the coefficient form as a LiteRT "
@@ -187,6 +211,8 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
                                        f"Received: model={self.model!r}")
         _named("wavelet", bases.basis_kind, self.wavelet)
         _named("mode", wavelets.validate_mode, self.mode)
+        # a redundant extension mode has no idempotent mask: refused before any training
+        _named("mode", lambda m: bases.check_exact_mode(self.wavelet, m), self.mode)
         if self.threshold is not None:
             if self.schedule != "oneshot":
                 raise OptionError("threshold", "`threshold` works with schedule='oneshot' only "
@@ -206,7 +232,8 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
                               f"{self.validation_split}")
         if self.schedule != "oneshot" and self.retrain_epochs < 1:
             raise OptionError("retrain_epochs", f"schedule {self.schedule!r} needs "
-                              f"retrain_epochs >= 1. Received: retrain_epochs={self.retrain_epochs}")
+                              "retrain_epochs >= 1. "
+                              f"Received: retrain_epochs={self.retrain_epochs}")
         if self.layer_overrides is not None and not (
                 isinstance(self.layer_overrides, dict)
                 and all(isinstance(v, dict) for v in self.layer_overrides.values())):
@@ -263,7 +290,20 @@ def iterative_ratios(config):
     return ratios
 
 
-def make_schedule(config, steps_per_epoch, start_step=0):
+def compression_basis(config, validation_data=None):
+    """The basis the callbacks get: the config's name, or for ``auto`` an `AutoBasis` with the
+    config's criterion (the loss criterion on the first `auto_samples` validation images)."""
+    if not bases.is_auto(config.wavelet):
+        return config.wavelet
+    if config.auto_criterion == "energy" or validation_data is None \
+            or not len(validation_data[0]):
+        return bases.AutoBasis(criterion="energy")
+    x, y = validation_data
+    n = config.auto_samples
+    return bases.AutoBasis(criterion="loss", validation_data=(x[:n], y[:n]))
+
+
+def make_schedule(config, steps_per_epoch, start_step=0, validation_data=None):
     """The schedule callback of the retraining phase.
 
     Args:
@@ -271,13 +311,16 @@ def make_schedule(config, steps_per_epoch, start_step=0):
         steps_per_epoch: optimizer steps per retraining epoch.
         start_step: the optimizer step at which the retraining starts (the tuner continues the
             dense training's optimizer).
+        validation_data: `(x_val, y_val)`, for ``--wavelet auto``'s loss criterion (without it,
+            or with an empty split, auto compares the energy kept).
 
     Returns:
         `(callback, retrain_epochs, final_sparsity_epoch)`: the epochs the retraining runs and
         the first epoch at the final sparsity (early stopping starts there).
     """
 
-    common = dict(basis=config.wavelet, mode=config.mode, level=config.level,
+    common = dict(basis=compression_basis(config, validation_data), mode=config.mode,
+                  level=config.level,
                   scope=config.scope, keep_approximation=config.keep_approximation,
                   min_kernel_size=config.min_kernel_size, layer_overrides=config.layer_overrides,
                   small_kernel_fallback=config.small_kernel_fallback,
@@ -347,14 +390,45 @@ def tensorboard_settings(config, samples=None):
                                                                      config.mode)}}
 
 
+def add_penalty(model, config):
+    """Compressibility training: the config's coefficient penalties on the compressed kernels
+    (`dwt_keras.compression.penalty`), or None when all strengths are 0.
+
+    The penalty is each kernel variable's regularizer, so it is in the loss of the dense
+    training and of the retraining (where it follows the compression state's plans), never in
+    the saved files. With ``--wavelet auto`` the basis is chosen after the dense training, so
+    the dense training penalises DCT coefficients: the DCT is the basis `auto` chose for most
+    layers of trained LeNets and ResNets (benchmarks/results/auto_basis.json).
+
+    Returns:
+        The report's `compressibility_penalty` block: strengths, basis, layers.
+    """
+    from dwt_keras.compression.penalty import add_compressibility_penalty
+
+    strengths = {"l1": config.coefficient_l1, "log_sum": config.coefficient_log_sum,
+                 "group": config.coefficient_group}
+    if not any(strengths.values()):
+        return None
+    basis = "dct" if bases.is_auto(config.wavelet) else config.wavelet
+    penalties = add_compressibility_penalty(
+        model, basis=basis, mode=config.mode, level=config.level,
+        min_kernel_size=config.min_kernel_size, layer_overrides=config.layer_overrides,
+        small_kernel_fallback=config.small_kernel_fallback, warn=False, **strengths)
+    return {**strengths, "basis_during_dense_training": basis, "layers": sorted(penalties)}
+
+
 def train_dense(run, model, config, train, validation, steps_per_epoch, spectral, callbacks=(),
                 epochs=None, initial_epoch=0, samples=None):
-    """Compiles and trains the dense model (spectral truncation of its inputs when enabled).
+    """Compiles and trains the dense model (spectral truncation of its inputs when enabled;
+    the compressibility penalty when its strengths are set, recorded in ``run.report``).
 
     Early stopping (`early_stopping_patience` on the validation loss, restoring the best
     weights) starts monitoring after the spectral curriculum, so restored weights always come
     from an epoch trained on unfiltered inputs.
     """
+    penalty = add_penalty(model, config)
+    if penalty is not None:
+        run.report["compressibility_penalty"] = penalty
     loss, metrics = _loss_and_metrics()
     epochs = config.epochs if epochs is None else int(epochs)
     run.compile(model, loss, metrics, steps_per_epoch, epochs)
@@ -370,7 +444,7 @@ def train_dense(run, model, config, train, validation, steps_per_epoch, spectral
 
 
 def compress_and_retrain(run, model, config, train, validation, steps_per_epoch, callbacks=(),
-                         start_step=0, samples=None, compile_model=True):
+                         start_step=0, samples=None, compile_model=True, validation_data=None):
     """Compresses `model` with the config's schedule while retraining with the masks held.
 
     With `retrain_in="coefficient"` the schedule runs on the dense model until its final mask
@@ -378,10 +452,13 @@ def compress_and_retrain(run, model, config, train, validation, steps_per_epoch,
     then the remaining epochs train only the kept coefficients
     (`dwt_keras.compression.coefficient_domain`), written back into `model` at the end.
 
+    `validation_data` (`(x_val, y_val)`) is what ``--wavelet auto``'s loss criterion scores on.
+
     Returns:
         `(FitResult or None, retrain_epochs, schedule_callback)`.
     """
-    schedule, retrain_epochs, final_epoch = make_schedule(config, steps_per_epoch, start_step)
+    schedule, retrain_epochs, final_epoch = make_schedule(config, steps_per_epoch, start_step,
+                                                          validation_data)
     loss, metrics = _loss_and_metrics()
     if compile_model:
         run.compile(model, loss, metrics, steps_per_epoch, retrain_epochs,
@@ -477,7 +554,8 @@ def walk_operating_points(run, model, config, splits, train, validation, steps_p
                         Selection("val_loss", "min", patience=config.early_stopping_patience,
                                   restore="best_if_stopping"),
                         tensorboard=tensorboard_settings(config))
-            info, stored = store_and_reload(model, config, f"{tmp}/stage{index}.dwtc")
+            info, stored = store_and_reload(model, config, f"{tmp}/stage{index}.dwtc",
+                                            calibration=splits.x_train)
             accuracy = float(run.evaluate(stored, val_split)["accuracy"])
             stage = {"stage": index, "keep_ratio": keep, "val_accuracy": accuracy,
                      "bytes_compressed_file": int(info["bytes"]),
@@ -487,8 +565,9 @@ def walk_operating_points(run, model, config, splits, train, validation, steps_p
             stages.append(stage)
             run.say(f"[operating point] keep {keep:.4g}: validation accuracy {accuracy:.4f} "
                     f"(bar {bar:.4f}), {info['bytes']:,} B")
-            if stage["within_bar"] and (best is None or
-                                        stage["bytes_compressed_file"] < best[0]["bytes_compressed_file"]):
+            smaller = best is None or \
+                stage["bytes_compressed_file"] < best[0]["bytes_compressed_file"]
+            if stage["within_bar"] and smaller:
                 best = (stage, [w.copy() for w in model.get_weights()], state.mask_arrays())
             next_keep = keep * config.stage_factor
             if not stage["within_bar"] or next_keep < config.min_keep_ratio:
@@ -528,12 +607,43 @@ def choose_bits(model, config, splits):
     return choice["bits"], choice
 
 
-def store_and_reload(model, config, path, bits=None):
-    """Writes the compressed file and loads it back: `(save_info, reloaded model)`."""
-    info = storage.save_compressed(model, path, quantize=config.stored_quantize,
-                                   bits=config.quant_bits if bits is None else bits,
-                                   codec=config.codec, small_weights=config.small_weights)
+def store_and_reload(model, config, path, bits=None, calibration=None):
+    """Writes the compressed file and loads it back: `(save_info, reloaded model)`.
+
+    With `calibration` (training inputs) and a model with BatchNormalization, the moving
+    statistics are re-estimated on the *reloaded* model (pruned and quantised weights:
+    `dwt_keras.training.recalibrate_batchnorm`, `bn_recalibration_batches` batches), copied into
+    `model` and the file is written again, so the file serves statistics that match its
+    weights; `save_info["batchnorm_recalibration"]` records it.
+    """
+    def save():
+        return storage.save_compressed(model, path, quantize=config.stored_quantize,
+                                       bits=config.quant_bits if bits is None else bits,
+                                       codec=config.codec, small_weights=config.small_weights)
+
+    info = save()
+    loaded = storage.load_compressed(path)
+    norms = _batchnorm_layers(model)
+    if calibration is None or not config.bn_recalibration_batches or not norms:
+        return info, loaded
+    from dwt_keras.training.batchnorm import recalibrate_batchnorm
+
+    counts = recalibrate_batchnorm(loaded, calibration, batches=config.bn_recalibration_batches,
+                                   batch_size=config.batch_size)
+    for mine, settled in zip(norms, _batchnorm_layers(loaded)):
+        mine.moving_mean.assign(settled.moving_mean)
+        mine.moving_variance.assign(settled.moving_variance)
+    info = save()
+    info["batchnorm_recalibration"] = {
+        "batches": config.bn_recalibration_batches, "layers": len(counts),
+        "values_per_channel": int(min(counts.values())) if counts else 0,
+        "data": "training images, after quantisation; the file holds the new statistics"}
     return info, storage.load_compressed(path)
+
+
+def _batchnorm_layers(model):
+    return [l for l in bases._flatten_layers(model)
+            if isinstance(l, keras.layers.BatchNormalization)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,12 +707,14 @@ class CompressionRecipe(Recipe):
                 f"(n={dense_eval['n']}), {dense['bytes_float32']:,} bytes as float32")
         report = self._report_head(c, info, run, model.name)
         report.update(dense=dense, history={"dense": dense_fit.history},
-                      spectral=self._spectral_block(spectral, dense_fit))
+                      spectral=self._spectral_block(spectral, dense_fit),
+                      compressibility_penalty=run.report.get("compressibility_penalty"))
         run.write_report(report)
 
         # ---- compression + retraining with the masks held --------------------------------
-        retrain_fit, retrain_epochs, _ = compress_and_retrain(run, model, c, train, validation,
-                                                              steps, samples=samples)
+        retrain_fit, retrain_epochs, _ = compress_and_retrain(
+            run, model, c, train, validation, steps, samples=samples,
+            validation_data=(splits.x_val, splits.y_val))
         if c.max_accuracy_drop is not None:
             report["operating_point"] = walk_operating_points(
                 run, model, c, splits, train, validation, steps, dense["val_accuracy"])
@@ -616,8 +728,8 @@ class CompressionRecipe(Recipe):
         run.set_phase("writing the compressed file")
         bits, bits_choice = choose_bits(model, c, splits)
         path = run.dir / "compressed_model.dwtc"
-        save_info, loaded = run._guard_disk(lambda: store_and_reload(model, c, path, bits),
-                                            path.name)
+        save_info, loaded = run._guard_disk(
+            lambda: store_and_reload(model, c, path, bits, calibration=splits.x_train), path.name)
         run.files["compressed_model"] = str(path)
         run.set_phase("compressed evaluation")
         pruned_eval = run.evaluate(model, splits)
@@ -646,6 +758,7 @@ class CompressionRecipe(Recipe):
             "mask_hold": hold,
             "epochs_trained": (retrain_fit.epochs_run if retrain_fit is not None else 0),
             "storage_layers": save_info["layers"],
+            "batchnorm_recalibration": save_info.get("batchnorm_recalibration"),
             "byte_breakdown": storage.byte_breakdown(path.read_bytes()),
             "layers": layers,
         })

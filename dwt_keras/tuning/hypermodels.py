@@ -177,7 +177,8 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             raise ValueError("`keep_ratio_range` must satisfy 0 < min <= max <= 1. "
                              f"Received: keep_ratio_range={keep_ratio_range}")
         if not 0 < lr_range[0] <= lr_range[1]:
-            raise ValueError(f"`lr_range` must satisfy 0 < min <= max. Received: lr_range={lr_range}")
+            raise ValueError("`lr_range` must satisfy 0 < min <= max. "
+                             f"Received: lr_range={lr_range}")
         if int(base.retrain_epochs) < 1:
             raise ValueError("A compression trial needs retrain_epochs >= 1. "
                              f"Received: retrain_epochs={base.retrain_epochs}")
@@ -250,10 +251,12 @@ class CompressionHyperModel(keras_tuner.HyperModel):
                            initial_epoch=initial_epoch, samples=splits.x_val[:2])
         recipe.compress_and_retrain(run, model, config, train, validation, steps,
                                     callbacks=_retrain_callbacks(callbacks),
-                                    samples=splits.x_val[:2])
+                                    samples=splits.x_val[:2],
+                                    validation_data=(splits.x_val, splits.y_val))
         with tempfile.TemporaryDirectory() as tmp:
             path = (trial_dir if trial_dir is not None else pathlib.Path(tmp)) / COMPRESSED_FILE
-            info, stored = recipe.store_and_reload(model, config, path)
+            info, stored = recipe.store_and_reload(model, config, path,
+                                                   calibration=splits.x_train)
             scored = run.evaluate(stored, splits)
         ratio = dense_float32_bytes(model) / float(info["bytes"])
         score = size_aware_score(scored["accuracy"], ratio, self.objective, self.min_ratio,
