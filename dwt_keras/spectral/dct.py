@@ -1,11 +1,12 @@
 """Orthonormal 2-D DCT-II over the spatial axes of channels-last image batches.
 
-Two TensorFlow implementations are provided and chosen by measurement (see
-`benchmarks/bench_spectral.py` and `benchmarks/results/spectral.md`):
+Two TensorFlow implementations are provided and chosen by measurement
+(`benchmarks/bench_spectral.py`; an earlier, busy-machine measurement whose result
+file was not kept, to be repeated on a quiet machine):
 
 * ``"matmul"``: multiply by a precomputed orthonormal DCT matrix along H and W
-  (plain 2-D GEMMs). On this project's 2-core CPU it is 1.6-4x faster than the
-  FFT path for 32x32 to 128x128 images (forward + mask + inverse).
+  (plain 2-D GEMMs). On this project's 2-core CPU it was faster than the FFT
+  path for 32x32 to 128x128 images (forward + mask + inverse).
 * ``"fft"``: ``tf.signal.dct`` (FFT-based) along each axis. Its cost grows as
   N log N instead of N^2 per row; at 256x256 the two were within the noise of
   the shared machine (each won one of two runs), beyond that the FFT wins.
@@ -32,8 +33,8 @@ __all__ = [
 DCT_METHODS = ("auto", "matmul", "fft")
 
 # Largest spatial size for which "auto" uses the matrix product. Measured on
-# the 2-core CPU: matmul wins clearly up to 128, 256 is a toss-up (numbers in
-# benchmarks/results/spectral.md).
+# the busy 2-core CPU (benchmarks/bench_spectral.py): matmul won up to 128,
+# 256 was a toss-up.
 MATMUL_MAX_SIZE = 128
 
 
