@@ -9,18 +9,18 @@ Usage:
   python benchmarks/bench_gru_step.py --hidden 128 512 --seq_len 150 --batch 50 --rounds 5 --steps 3
   python benchmarks/bench_gru_step.py --hidden 512 --jit both --variants wavelet-materialized gru
 
+Writes `benchmarks/results/<--name>.json` through `_record.py` (command, commit, machine, load
+before and after: a timing is a figure only when the file says `"quiet": true`).
+
 Variants: `wavelet-structured`, `wavelet-materialized`, `fastfood-structured`,
 `fastfood-materialized` (all three recurrent matrices compressed) and `gru` (keras.layers.GRU).
 """
 
 import argparse
-import json
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _record import Recorder  # also puts the repository first on sys.path
 
 VARIANTS = ("wavelet-structured", "wavelet-materialized", "fastfood-structured", "fastfood-materialized", "gru")
 
@@ -37,7 +37,7 @@ def _parse_args(argv=None):
     parser.add_argument("--jit", choices=("off", "on", "both"), default="off",
                         help="model.compile(jit_compile=...) (XLA)")
     parser.add_argument("--threads", type=int, default=1, help="TF intra/inter-op threads")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--name", default="gru_step", help="result file: benchmarks/results/<name>.json")
     args = parser.parse_args(argv)
     if min(args.hidden) < 1 or args.rounds < 1 or args.steps < 1 or args.batch < 1 or args.seq_len < 2:
         parser.error("--hidden, --rounds, --steps, --batch must be >= 1 and --seq_len >= 2.")
@@ -67,6 +67,7 @@ def _build(variant, hidden, seq_len, jit):
 
 def main(argv=None):
     args = _parse_args(argv)
+    rec = Recorder(args.name)
     import numpy as np
     import tensorflow as tf
 
@@ -110,10 +111,7 @@ def main(argv=None):
         ratio = [v for k, v in row.items() if k.startswith("median_ratio")][0]
         print(f"| {row['hidden']} | {row['variant']} | {row['jit']} | {row['params']:,} | "
               f"{row['median_s_per_step']:.3f} | {ratio:.3f} |")
-    if args.json:
-        from dwt_keras.utils.io import atomic_write_json
-
-        atomic_write_json(args.json, {"args": vars(args), "results": results})
+    print(rec.write({"args": vars(args), "rows": results}))
 
 
 if __name__ == "__main__":

@@ -7,16 +7,19 @@ each per round) so that load changes on a shared machine hit all of them alike; 
 gives medians over rounds and the ratio to Dense measured in the same round.
 
 Usage:
-  python benchmarks/bench_learnable_speed.py --widths 512 1024 4096 --batch 128 --rounds 7 \
-      --out /tmp/learnable_speed.json
+  python benchmarks/bench_learnable_speed.py --widths 512 1024 4096 --batch 128 --rounds 7 --jit both
+
+Writes `benchmarks/results/<--name>.json` through `_record.py` (command, commit, machine, load
+before and after: a timing is a figure only when the file says `"quiet": true`).
 """
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from _record import Recorder  # noqa: E402  (also puts the repository first on sys.path)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -59,16 +62,20 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--levels", type=int, default=None, help="wavelet levels (default: deepest)")
     parser.add_argument("--filter_length", type=int, default=6)
-    parser.add_argument("--jit", action="store_true", help="XLA-compile the steps")
-    parser.add_argument("--out", default=None, help="JSON output path")
+    parser.add_argument("--jit", choices=("off", "on", "both"), default="both",
+                        help="XLA-compile the steps (both: one table each, in the same run)")
+    parser.add_argument("--name", default="learnable_speed",
+                        help="result file: benchmarks/results/<name>.json")
     args = parser.parse_args()
+    rec = Recorder(args.name)
 
     rng = np.random.default_rng(0)
     results = []
-    for n in args.widths:
+    for n, jit in [(n, j) for j in {"off": [False], "on": [True], "both": [False, True]}[args.jit]
+                   for n in args.widths]:
         x = tf.constant(rng.normal(size=(args.batch, n)).astype("float32"))
         layers = build_layers(n, args.levels, args.filter_length)
-        steps = {name: make_step(layer, args.jit) for name, layer in layers.items()}
+        steps = {name: make_step(layer, jit) for name, layer in layers.items()}
         for step in steps.values():  # trace + warm up
             for _ in range(2):
                 tf.nest.map_structure(lambda t: t.numpy(), step(x))
@@ -80,7 +87,9 @@ def main():
                     out = step(x)
                 out[0].numpy()
                 times[name].append((time.perf_counter() - t0) / args.steps)
-        row = {"n": n, "batch": args.batch, "params": {k: int(l.count_params()) for k, l in layers.items()}}
+        row = {"n": n, "jit": jit, "batch": args.batch,
+               "params": {k: int(l.count_params()) for k, l in layers.items()},
+               "all_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}}
         for name in steps:
             med = float(np.median(times[name]))
             row[f"{name}_ms"] = med * 1e3
@@ -90,22 +99,13 @@ def main():
             row[f"{name}_time_vs_dense"] = float(np.median(ratios))
         results.append(row)
         print(
-            f"n={n:5d}  dense {row['dense_ms']:8.2f} ms  wavelet {row['wavelet_ms']:8.2f} ms "
+            f"n={n:5d} jit={jit}  dense {row['dense_ms']:8.2f} ms  wavelet {row['wavelet_ms']:8.2f} ms "
             f"(x{row['wavelet_time_vs_dense']:.2f})  fastfood {row['fastfood_ms']:8.2f} ms "
             f"(x{row['fastfood_time_vs_dense']:.2f})  params {row['params']}",
             flush=True,
         )
-    report = {
-        "args": vars(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                    "keras": keras.__version__},
-        "results": results,
-    }
-    if args.out:
-        from dwt_keras.utils.io import atomic_write_json
-
-        atomic_write_json(args.out, report)
-    return report
+    print(rec.write({"args": vars(args), "rows": results}))
+    return results
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 One seed, a few epochs: it shows that the app trains, compresses and reports with spectral
 truncation on, and what it reports; it is not a study of whether truncation helps (see
-apps/spectral_study.py and benchmarks/results/spectral.md for that).
+apps/spectral_study.py and BENCHMARKS.md for that).
 
     TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
         python benchmarks/bench_spectral_apps.py --save_dir /tmp/spectral_apps \

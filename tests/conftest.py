@@ -74,3 +74,11 @@ def tiny_data_dir(tmp_path_factory):
         np.savez(folder / f"{name}.npz", x_train=x_train, y_train=y_train, x_test=x_test,
                  y_test=y_test)
     return folder
+
+
+@pytest.fixture
+def tiny_data_env(tiny_data_dir, monkeypatch):
+    """`tiny_data_dir` as `$DWT_KERAS_DATA_DIR` for this test and the apps it starts (which
+    read the data folder from the environment when no `--data_dir` is given)."""
+    monkeypatch.setenv("DWT_KERAS_DATA_DIR", str(tiny_data_dir))
+    return tiny_data_dir

@@ -167,7 +167,7 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
         raise RuntimeError("interrupted")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="interrupted"):
         save_compressed(_pruned("db2"), p)
     assert p.read_bytes() == good  # the earlier file is intact
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.dwtc"]

@@ -34,6 +34,21 @@ def _model():
     return m
 
 
+def _assert_moved_on_the_mask(m, state, before, masks_before):
+    """Every compressed kernel moved since `before`, under unchanged masks, and stays exactly
+    on its mask: nothing outside it, W == B^-1(M * B(W))."""
+    for n, t in state.transforms.items():
+        w = m.get_layer(n).kernel.numpy()
+        assert not np.allclose(w, before[n]), "retraining must move the kernel"
+        c = np.asarray(t.forward(w))
+        mask = state.mask_arrays()[n]
+        np.testing.assert_array_equal(mask, masks_before[n])
+        scale = np.abs(w).max()
+        assert np.abs(c[~mask]).max() < 1e-5 * scale, n  # nothing outside the mask
+        proj = np.asarray(t.inverse(np.where(mask, c, 0).astype(np.float32)))
+        np.testing.assert_allclose(proj, w, atol=1e-5 * scale)  # W == B^-1(M * B(W))
+
+
 @pytest.mark.parametrize("basis", ["haar", "db2", "bior2.2", "dct", "identity"])
 def test_mask_holds_exactly_after_fit_steps(basis):
     x, y = _data()
@@ -43,19 +58,28 @@ def test_mask_holds_exactly_after_fit_steps(basis):
     masks_before = state.mask_arrays()
     m.fit(x, y, epochs=1, batch_size=32, verbose=0)  # 8 optimizer steps
     assert int(m.optimizer.iterations.numpy()) == 8
-    for n, t in state.transforms.items():
-        w = m.get_layer(n).kernel.numpy()
-        assert not np.allclose(w, before[n]), "retraining must move the kernel"
-        c = np.asarray(t.forward(w))
-        mask = state.mask_arrays()[n]
-        np.testing.assert_array_equal(mask, masks_before[n])
-        scale = np.abs(w).max()
-        assert np.abs(c[~mask]).max() < 1e-5 * scale  # nothing outside the mask
-        proj = np.asarray(t.inverse(np.where(mask, c, 0).astype(np.float32)))
-        np.testing.assert_allclose(proj, w, atol=1e-5 * scale)  # W == B^-1(M * B(W))
+    _assert_moved_on_the_mask(m, state, before, masks_before)
     kept = sum(v.sum() for v in state.mask_arrays().values())
     total = sum(p.n_coefficients for p in state.plans.values())
     assert kept == budget(0.2, total)
+
+
+@pytest.mark.parametrize("basis", ["haar", "dct"])
+def test_fit_then_compress_then_fit_holds_the_mask(basis):
+    # The usual order: train, compress the trained model, retrain. The first fit() traced and
+    # cached a train function without the mask constraints; compressing must make the second
+    # fit() use a new one, or its steps move the kernels off the mask.
+    x, y = _data()
+    m = _model()
+    m.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert m.train_function is not None          # traced and cached by the first fit
+    state = compress_model(m, keep_ratio=0.2, basis=basis, min_kernel_size=1)
+    assert state.max_hold_error()["projection_error"] < 1e-5   # pruned: on the mask now
+    before = {n: l.kernel.numpy().copy() for n, l in state.layers.items()}
+    masks_before = state.mask_arrays()
+    m.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert int(m.optimizer.iterations.numpy()) == 16
+    _assert_moved_on_the_mask(m, state, before, masks_before)
 
 
 def test_gradual_schedule_follows_optimizer_step_and_survives_deepcopy():

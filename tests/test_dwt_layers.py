@@ -143,7 +143,7 @@ def test_layer_argument_validation():
         IDWT2D("haar", mode="wrap")
     with pytest.raises(ValueError, match="divisible by 2\\*\\*level=4"):
         DWT2D("haar", level=2, layout="mosaic")(np.zeros((1, 10, 12, 1), np.float32))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected ndim=4, found ndim=3"):
         DWT2D("haar")(np.zeros((1, 8, 8), np.float32))  # not channels-last 4-D
     with pytest.raises(ValueError, match="expects a list of 3 tensors"):
         IDWT2D("haar", level=2)(np.zeros((1, 8, 8, 4), np.float32))

@@ -22,7 +22,7 @@ TINY = dict(dataset="mnist", model="mlp", mlp_widths=(32, 16), epochs=1, retrain
             keep_ratio=0.1, verbose=0)
 
 
-def test_pipeline_writes_one_run_folder_with_report_and_files(tmp_path, data_dir):
+def test_pipeline_writes_one_run_folder_with_report_and_files(tmp_path, tiny_data_env):
     report = run_compression_experiment(CompressionConfig(
         wavelet="haar", schedule="gradual", quantize="kmeans", quant_bits=5,
         save_dir=str(tmp_path), log_dir=str(tmp_path / "tb"), **TINY))
@@ -68,7 +68,7 @@ def test_pipeline_writes_one_run_folder_with_report_and_files(tmp_path, data_dir
     ({"schedule": "cosine"}, "oneshot"),
     ({"dataset": "no_such_dataset"}, "no_such_dataset"),
 ])
-def test_bad_input_fails_before_training(tmp_path, override, match, data_dir, monkeypatch):
+def test_bad_input_fails_before_training(tmp_path, override, match, tiny_data_env, monkeypatch):
     import keras
 
     def no_fit(*a, **k):
@@ -97,13 +97,13 @@ def _run_app(args, env_extra=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
-def test_app_with_flagfile_and_env_data_dir(tmp_path, data_dir):
+def test_app_with_flagfile_and_env_data_dir(tmp_path, tiny_data_dir):
     save = tmp_path / "SavedModels"
     (save / "earlier-run").mkdir(parents=True)
     r = _run_app(["--flagfile=configs/mnist_mlp_tiny.cfg", "--wavelet", "haar", "--batch_size",
                   "32", "--epochs", "1", "--save_dir", str(save), "--latency_batch_size", "16",
                   "--verbose", "1"],
-                 env_extra={"DWT_KERAS_DATA_DIR": str(data_dir)})
+                 env_extra={"DWT_KERAS_DATA_DIR": str(tiny_data_dir)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     runs = sorted(p.name for p in save.iterdir())
     assert len(runs) == 2 and "earlier-run" in runs  # exactly one new folder, the old one kept
@@ -134,7 +134,7 @@ def _tags(path):
     return acc
 
 
-def test_pipeline_with_extras_tensorboard_saliency_export(tmp_path, data_dir):
+def test_pipeline_with_extras_tensorboard_saliency_export(tmp_path, tiny_data_env):
     report = run_compression_experiment(CompressionConfig(
         **PIPELINE, save_dir=str(tmp_path / "runs"), log_dir=str(tmp_path / "tb"),
         lr_schedule="cosine", augment="mnist", dropout=0.1, l2=1e-4, saliency_images=2,
@@ -171,7 +171,7 @@ def test_pipeline_with_extras_tensorboard_saliency_export(tmp_path, data_dir):
         pytest.approx(report["compressed"]["coefficient_sparsity"], abs=1e-6)
 
 
-def test_pipeline_init_from_compressed_file(tmp_path, data_dir):
+def test_pipeline_init_from_compressed_file(tmp_path, tiny_data_env):
     first = run_compression_experiment(CompressionConfig(**PIPELINE, save_dir=str(tmp_path / "a")))
     second = run_compression_experiment(CompressionConfig(
         **{**PIPELINE, "epochs": 0}, save_dir=str(tmp_path / "b"),

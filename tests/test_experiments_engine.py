@@ -145,7 +145,7 @@ def test_a_failed_run_records_the_error_and_a_killed_one_reads_interrupted(tmp_p
     config, env = _run(tmp_path)
     with env:
         run = Run.new(config, env, "probe")
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="boom"):
             with run:
                 raise RuntimeError("boom")
     status = json.loads((run.dir / "status.json").read_text())

@@ -90,7 +90,7 @@ def _accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
 
 
-def test_dense_phase_sees_lowpassed_inputs_only(tmp_path, data_dir):
+def test_dense_phase_sees_lowpassed_inputs_only(tmp_path, tiny_data_env):
     dense, retrain = [], []
     report = run_compression_experiment(CompressionConfig(
         **{**TINY, "epochs": 1}, model_fn=probe_model, save_dir=str(tmp_path),
@@ -106,7 +106,7 @@ def test_dense_phase_sees_lowpassed_inputs_only(tmp_path, data_dir):
     assert report["spectral"]["tau_history"] == [0.1] and report["spectral"]["phase_history"] == [1]
 
 
-def test_without_spectral_reg_the_probe_sees_raw_inputs(tmp_path, data_dir):
+def test_without_spectral_reg_the_probe_sees_raw_inputs(tmp_path, tiny_data_env):
     # The control of the test above: the same run with the flag off trains on raw digits.
     dense = []
     report = run_compression_experiment(CompressionConfig(
@@ -131,7 +131,7 @@ APP_TINY = ["--model", "mlp", "--mlp_widths", "32,16", "--max_train_samples", "2
             "--latency_repeats", "2", "--noplots", "--verbose", "0"]
 
 
-def test_dwt_model_app_with_spectral_reg_end_to_end(tmp_path, data_dir):
+def test_dwt_model_app_with_spectral_reg_end_to_end(tmp_path, tiny_data_env):
     import keras
 
     from dwt_keras.compression import load_compressed
@@ -141,7 +141,7 @@ def test_dwt_model_app_with_spectral_reg_end_to_end(tmp_path, data_dir):
     r = _run_app("DWT_model.py", [*APP_TINY, "--epochs", "3", "--spectral_reg",
                                   "--tau_init", "0.2", "--tau_final", "1.0",
                                   "--truncation_epochs", "2", "--mask_profile", "linear",
-                                  "--save_dir", str(tmp_path), "--data_dir", str(data_dir)])
+                                  "--save_dir", str(tmp_path), "--data_dir", str(tiny_data_env)])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run,) = list(tmp_path.iterdir())
     report = json.loads((run / "report.json").read_text())
@@ -153,7 +153,7 @@ def test_dwt_model_app_with_spectral_reg_end_to_end(tmp_path, data_dir):
     assert sp["phase_history"] == [1, 1, 0]
     assert report["config"]["spectral_reg"] is True
     # the saved models are the plain classifier, and the report's numbers are theirs
-    s = load_arrays("mnist", data_dir=str(data_dir))
+    s = load_arrays("mnist", data_dir=str(tiny_data_env))
     x, y = s.x_test[:128], s.y_test[:128]
     dense = keras.models.load_model(run / "dense_model.keras")
     comp = load_compressed(run / "compressed_model.dwtc")
@@ -195,12 +195,12 @@ def test_dwt_model_app_rejects_bad_spectral_flags_before_loading_data(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_compression_sweep_app_with_spectral_reg(tmp_path, data_dir):
+def test_compression_sweep_app_with_spectral_reg(tmp_path, tiny_data_env):
     r = _run_app("compression_sweep.py", [
         "--model", "mlp", "--epochs", "2", "--spectral_reg", "--truncation_epochs", "1",
         "--tau_init", "0.3", "--bases", "haar", "--keep_ratios", "0.1", "--retrain_epochs", "1",
         "--max_train_samples", "256", "--max_eval_samples", "128", "--quantize", "none",
-        "--save_dir", str(tmp_path), "--data_dir", str(data_dir)])
+        "--save_dir", str(tmp_path), "--data_dir", str(tiny_data_env)])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run,) = list(tmp_path.iterdir())
     out = json.loads((run / "sweep.json").read_text())
@@ -246,7 +246,7 @@ def test_compression_hypermodel_trial_follows_the_tau_schedule():
     assert find_truncation_layers(model) == []
 
 
-def test_search_with_spectral_reg(tmp_path, data_dir):
+def test_search_with_spectral_reg(tmp_path, tiny_data_env):
     from dwt_keras.tuning import search
 
     tiny = dict(dataset="mnist", epochs=2, retrain_epochs=1, max_train_samples=160,
@@ -302,7 +302,7 @@ MIRRORED_SCRIPT = textwrap.dedent(r"""
 
 
 @pytest.mark.slow
-def test_spectral_reg_under_mirrored_strategy(tmp_path, data_dir):
+def test_spectral_reg_under_mirrored_strategy(tmp_path, tiny_data_env):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
                CUDA_VISIBLE_DEVICES="", TF_NUM_INTRAOP_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], cwd=ROOT,

@@ -232,7 +232,7 @@ def test_early_stopping_continues_its_count_after_a_resume(tmp_path):
 # --------------------------------------------------------------------------- #
 # End to end
 # --------------------------------------------------------------------------- #
-def test_spectral_run_resumes_with_tau_on_schedule_and_saves_plain_classifier(tmp_path, data_dir):
+def test_spectral_run_resumes_with_tau_on_schedule_and_saves_plain_classifier(tmp_path, tiny_data_env):
     from dwt_keras.spectral.schedule import find_truncation_layers, tau_at
 
     cfg = _vit(tmp_path, epochs=3, spectral_reg=True, tau_init=0.2, tau_final=0.6,
@@ -266,13 +266,13 @@ def test_spectral_run_resumes_with_tau_on_schedule_and_saves_plain_classifier(tm
     best = keras.saving.load_model(run_dir / "best.keras")
     raw_acc = np.mean(best.predict(splits.x_val, verbose=0).argmax(-1) == splits.y_val.reshape(-1))
     assert raw_acc == pytest.approx(report["selection"]["best_value"], abs=1e-6)
-    assert report["test"]["n"] == 1000
+    assert report["test"]["n"] == 200
     assert report["config"]["spectral_reg"] is True
 
 
 @pytest.mark.slow
 def test_transfer_and_regularisation_then_export_of_the_finished_run(
-        tmp_path, data_dir):
+        tmp_path, tiny_data_env):
     from dwt_keras.training.export import _tflite_interpreter
 
     base = _cfg(tmp_path, epochs=1, warmup_epochs=0)
@@ -315,7 +315,7 @@ def test_transfer_and_regularisation_then_export_of_the_finished_run(
     assert export["bytes"] == os.path.getsize(export["path"]) and export["latency_ms_per_batch"] > 0
 
 
-def test_early_stopping_stops_on_a_plateau_and_reports_the_best_epoch(tmp_path, data_dir):
+def test_early_stopping_stops_on_a_plateau_and_reports_the_best_epoch(tmp_path, tiny_data_env):
     # lr 1e-9: the predictions cannot change, so val_accuracy never improves after epoch 1.
     cfg = _vit(tmp_path, epochs=5, lr=1e-9, lr_schedule="constant", warmup_epochs=0,
                early_stopping_patience=1)
@@ -327,7 +327,7 @@ def test_early_stopping_stops_on_a_plateau_and_reports_the_best_epoch(tmp_path, 
 
 
 @pytest.mark.slow
-def test_ensemble_averages_member_logits_and_resumes_member_by_member(tmp_path, data_dir):
+def test_ensemble_averages_member_logits_and_resumes_member_by_member(tmp_path, tiny_data_env):
     from dwt_keras.training.schedules import make_lr_schedule
 
     cfg = _vit(tmp_path, epochs=1, max_train_samples=32, ensemble=2, lr_schedule="exponential",
@@ -371,7 +371,7 @@ def test_ensemble_averages_member_logits_and_resumes_member_by_member(tmp_path, 
 
 
 @pytest.mark.slow
-def test_app_cross_validation_with_spectral_and_extras_flags(tmp_path, data_dir):
+def test_app_cross_validation_with_spectral_and_extras_flags(tmp_path, tiny_data_env):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     args = ["--model=vit", "--model_size=custom", "--embed_dim=16", "--depth=1", "--num_heads=2",
             "--patch_size=8", "--dataset=cifar10_subset", "--max_train_samples=80",
@@ -394,7 +394,7 @@ def test_app_cross_validation_with_spectral_and_extras_flags(tmp_path, data_dir)
     accs = [f["accuracy"] for f in folds]
     assert cv["summary"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
     assert cv["summary"]["accuracy"]["std"] == pytest.approx(np.std(accs, ddof=1))
-    assert all(f["n"] == 1000 for f in folds)  # every fold's model scored on the TEST split
+    assert all(f["n"] == 200 for f in folds)  # every fold's model scored on the TEST split
     for i in range(2):
         fold = json.loads((run_dir / f"fold{i}" / "report.json").read_text())
         assert fold["config"]["spectral_reg"] and fold["config"]["l2"] == 1e-4
@@ -404,7 +404,7 @@ def test_app_cross_validation_with_spectral_and_extras_flags(tmp_path, data_dir)
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_and_reports_on_test_split(tmp_path, data_dir):
+def test_interrupted_run_resumes_and_reports_on_test_split(tmp_path, tiny_data_env):
     cfg = _cfg(tmp_path)
     run_dir = tmp_path / default_run_name(cfg)
     with pytest.raises(KeyboardInterrupt):
@@ -419,8 +419,8 @@ def test_interrupted_run_resumes_and_reports_on_test_split(tmp_path, data_dir):
     assert int(last.optimizer.iterations.numpy()) == 2 * 2  # 2 epochs x 2 steps, not restarted
     saved = json.loads((run_dir / "report.json").read_text())
     assert saved["test"]["accuracy"] == report["test"]["accuracy"]
-    assert report["test"]["n"] == 1000  # the TEST split of cifar10_subset
-    assert sum(map(sum, report["test"]["confusion_matrix"])) == 1000
+    assert report["test"]["n"] == 200  # the whole TEST split of cifar10_subset
+    assert sum(map(sum, report["test"]["confusion_matrix"])) == 200
     assert len(report["test"]["per_class"]) == 10
     assert report["selection"]["monitor"] == "val_accuracy"
     assert report["selection"]["best_epoch"] in (1, 2)
@@ -453,7 +453,7 @@ def test_bad_training_settings_fail_before_training(tmp_path, kw, match):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_levels_too_deep_for_the_data_fail_before_training(tmp_path, data_dir):
+def test_levels_too_deep_for_the_data_fail_before_training(tmp_path, tiny_data_env):
     with pytest.raises(ValueError, match="too deep"):
         train(_cfg(tmp_path, n_levels=6))
     assert not list(tmp_path.rglob("history.csv"))

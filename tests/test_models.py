@@ -43,7 +43,7 @@ def test_mlp_widths():
 
 
 def test_unknown_model_lists_choices():
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match="lenet6") as e:
         build_model("lenet6", (28, 28, 1), 10)
     for name in MODELS:
         assert name in str(e.value)

@@ -176,7 +176,7 @@ def test_bad_input():
         InterScaleRegularizer(distance="l2")
     with pytest.raises(ValueError, match="non-negative"):
         InterScaleRegularizer(weight=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Unknown wavelet 'nope'"):
         InterScaleRegularizer(wavelet="nope")
     with pytest.raises(ValueError, match="non-negative"):
         InterScaleScheduler(start_epoch=-1)

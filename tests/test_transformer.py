@@ -44,14 +44,14 @@ def test_tokenizer_count_values_and_reconstruction(size, channels, levels, wavel
         assert n_coef == size[0] * size[1] * channels
     if p == 1:
         assert tokens[0].size == n_coef
-    # Token values are the coefficients (padding aside): compare the A_J subband
-    # and the finest diagonal band against PyWavelets.
-    n0 = tok.tokens_per_subband[0]
-    a_tok = tok._ungroup(tokens[:, :n0], tok.subbands[0][2])
-    np.testing.assert_allclose(ops.convert_to_numpy(a_tok), ref[0], atol=1e-4)
-    nl = tok.tokens_per_subband[-1]
-    d_tok = tok._ungroup(tokens[:, -nl:], tok.subbands[-1][2])
-    np.testing.assert_allclose(ops.convert_to_numpy(d_tok), ref[-1][2], atol=1e-4)
+    # Token values are the coefficients (padding aside): every subband, in token order
+    # (A_J, then H, V, D from the coarsest level to the finest), against PyWavelets.
+    starts = np.cumsum([0] + tok.tokens_per_subband)
+    assert len(tok.subbands) == len(bands)
+    for s, ((_, _, shape), band) in enumerate(zip(tok.subbands, bands)):
+        assert shape == band.shape[1:3]
+        got = tok._ungroup(tokens[:, starts[s]:starts[s + 1]], shape)
+        np.testing.assert_allclose(ops.convert_to_numpy(got), band, atol=1e-4, err_msg=f"band {s}")
     # Zero padding only (no coefficient is duplicated or lost).
     np.testing.assert_allclose(np.sum(tokens**2), sum(np.sum(b**2) for b in bands), rtol=1e-4)
 
@@ -77,6 +77,30 @@ def test_tokenizer_metadata_positions_are_image_normalised():
         np.testing.assert_allclose(meta["position"][meta["subband"] == s].mean(0), [0.5, 0.5])
     grouped = WaveletTokenizer((32, 32), 3, n_levels=3, wavelet="db4", patch_size=4)
     assert grouped.num_tokens == 64 and grouped.token_dim == 48
+
+
+@pytest.mark.parametrize("size,levels,p", [((24, 40), 3, 1), ((24, 40), 2, 2), ((40, 24), 2, 3)])
+def test_token_positions_on_non_square_images_follow_the_formula(size, levels, p):
+    # Row r and column c of a level-j subband sit at ((r + 1/2) 2^j / H, (c + 1/2) 2^j / W); a
+    # patch token sits at the mean of its real (un-padded) coefficients' positions.
+    H, W = size
+    tok = WaveletTokenizer(size, 1, n_levels=levels, wavelet="haar", patch_size=p)
+    meta = tok.token_metadata()
+    expected = []
+    for j, _, (h, w) in tok.subbands:
+        assert (h, w) == (H // 2**j, W // 2**j)
+        for a in range(-(-h // p)):
+            for b in range(-(-w // p)):
+                rows = np.arange(a * p, min((a + 1) * p, h))
+                cols = np.arange(b * p, min((b + 1) * p, w))
+                expected.append([np.mean((rows + 0.5) * 2**j / H),
+                                 np.mean((cols + 0.5) * 2**j / W)])
+    np.testing.assert_allclose(meta["position"], np.array(expected), atol=1e-6)
+    # Both coordinates span the same normalised range although H != W.
+    for s in np.unique(meta["subband"]):
+        if p == 1:
+            np.testing.assert_allclose(meta["position"][meta["subband"] == s].mean(0), [0.5, 0.5],
+                                       atol=1e-6)
 
 
 def test_levels_past_dwt_max_level_warn_as_wavedec2_does():
@@ -127,6 +151,44 @@ def test_kernel_strictly_positive_and_psd(spatial):
     assert np.all(np.isfinite(logk))
     rho = ops.convert_to_numpy(kern.rhos())
     assert np.all((rho > 0) & (rho < 1))
+
+
+SOFTPLUS_FLOOR = 1e-3  # the kernel's bandwidths are softplus(raw) + 1e-3 (never 0)
+
+
+@pytest.mark.parametrize("spatial", ["rbf", "gibbs"])
+def test_kernel_entries_equal_the_hand_computed_formula(spatial):
+    # Three tokens (level, orientation, position); every factor differs between them.
+    level = np.array([1, 2, 3])
+    orient = np.array([1, 1, 3])
+    pos = np.array([[0.25, 0.75], [0.5, 0.5], [0.125, 0.375]])
+    s, rho = 0.8, 0.3
+    bandwidths = [0.4, 0.15]  # one per head
+    kern = WaveletKernel(num_heads=2, n_levels=3, spatial_kernel=spatial, scale_bandwidth=s,
+                         spatial_bandwidths=bandwidths, rho=rho)
+    kern.build()
+    if spatial == "gibbs":  # a bandwidth per head and level: set distinct values by hand
+        per_level = np.array([[0.3, 0.5, 0.2], [0.1, 0.25, 0.4]])
+        kern.spatial_raw.assign(np.log(np.expm1(per_level - SOFTPLUS_FLOOR)).astype("float32"))
+    logk = ops.convert_to_numpy(kern.log_kernel(level, orient, pos, dtype="float64"))
+    s = s + SOFTPLUS_FLOOR
+    for h in range(2):
+        for a in range(3):
+            for b in range(3):
+                k_scale = np.exp(-(level[a] - level[b]) ** 2 / (2 * s**2))
+                k_orient = 1.0 if orient[a] == orient[b] else rho
+                d2 = np.sum((pos[a] - pos[b]) ** 2)
+                if spatial == "rbf":
+                    ell = bandwidths[h] + SOFTPLUS_FLOOR
+                    k_space = np.exp(-d2 / (2 * ell**2))
+                else:  # Gibbs: (2 l l' / (l^2 + l'^2)) exp(-|p - p'|^2 / (l^2 + l'^2))
+                    la, lb = per_level[h, level[a] - 1], per_level[h, level[b] - 1]
+                    k_space = 2 * la * lb / (la**2 + lb**2) * np.exp(-d2 / (la**2 + lb**2))
+                expected = np.log(k_scale * k_orient * k_space)
+                # log K is of order 1-10 here: an absolute tolerance is meaningful
+                np.testing.assert_allclose(logk[h, a, b], expected, atol=1e-4,
+                                           err_msg=f"{spatial} head {h} tokens {a},{b}")
+    np.testing.assert_allclose(ops.convert_to_numpy(kern.rhos()), rho, atol=1e-6)
 
 
 def test_orientation_factor_is_the_rho_gram_matrix():
@@ -303,7 +365,7 @@ def test_kernel_lr_multiplier_same_kernel_and_faster_learning():
         kern = m.blocks[0].attn.kernel
         meta = m.token_metadata()
         kernels[mult] = ops.convert_to_numpy(
-            kern.kernel_matrix(meta["level"], meta["orientation"], meta["position"]))
+            kern.log_kernel(meta["level"], meta["orientation"], meta["position"]))
 
         def params():
             return np.concatenate([ops.convert_to_numpy(v).ravel() for v in (
@@ -315,8 +377,9 @@ def test_kernel_lr_multiplier_same_kernel_and_faster_learning():
         for _ in range(3):
             m.train_on_batch(x, y)
         moved[mult] = np.abs(params() - before)
-    # Same function at initialisation...
-    np.testing.assert_allclose(kernels[10.0], kernels[1.0], rtol=1e-5)
+    # Same function at initialisation (log K: entries of order 1-100, so an absolute
+    # tolerance; K itself goes down to ~1e-17, where only a relative one would mean anything)...
+    np.testing.assert_allclose(kernels[10.0], kernels[1.0], atol=1e-4)
     # ...but an Adam step moves the raw parameters ~lr in stored units, i.e. 10x
     # further in the units the kernel uses.
     assert np.all(moved[10.0] > 0)

@@ -6,9 +6,11 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -65,7 +67,7 @@ def _rows(project_dir):
         return list(csv.DictReader(f))
 
 
-def test_random_search_resumes_and_writes_results(tmp_path, data_dir, monkeypatch):
+def test_random_search_resumes_and_writes_results(tmp_path, tiny_data_env, monkeypatch):
     from dwt_keras.tuning import hypermodels
 
     config = search.SearchConfig(**TINY, tuner="random", max_trials=2, save_dir=str(tmp_path))
@@ -112,7 +114,7 @@ def test_random_search_resumes_and_writes_results(tmp_path, data_dir, monkeypatc
 
     # the best model is the stored file that was scored: same validation accuracy
     report = json.loads((project / "best_model" / "report.json").read_text())
-    assert report["evaluated_on"] == "test" and report["test"]["n"] == 10000
+    assert report["evaluated_on"] == "test" and report["test"]["n"] == 300
     from dwt_keras.compression import load_compressed
 
     from dwt_keras.experiments.run import load_data
@@ -144,7 +146,7 @@ def test_random_search_resumes_and_writes_results(tmp_path, data_dir, monkeypatc
 
 
 @pytest.mark.slow
-def test_hyperband_two_trials(tmp_path, data_dir):
+def test_hyperband_two_trials(tmp_path, tiny_data_env):
     config = search.SearchConfig(**{**TINY, "epochs": 2}, tuner="hyperband", max_trials=2,
                                  save_dir=str(tmp_path), objective="tradeoff")
     result = search.run_search(config)
@@ -201,35 +203,55 @@ def test_tune_app_rejects_bad_flags_before_training(tmp_path, argv, match):
 
 
 def _free_port():
+    """A port that was free a moment ago. The chief binds it only later, so another process can
+    take it in between: `_chief_and_worker` retries with a new port when the chief cannot bind."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_distributed_chief_and_worker(tmp_path, data_dir):
-    port = str(_free_port())
-    argv = [sys.executable, "apps/tune.py", "--tuner", "bayesian", "--max_trials", "2",
-            "--epochs", "1", "--dataset", "mnist", "--save_dir", str(tmp_path),
-            "--max_train_samples", "160", "--bases", "haar", "--quantizers", "none",
-            "--schedules", "oneshot"]
-    procs = {}
-    for role in ("chief", "tuner0"):
-        env = _app_env(KERASTUNER_TUNER_ID=role, KERASTUNER_ORACLE_IP="127.0.0.1",
-                       KERASTUNER_ORACLE_PORT=port, DWT_KERAS_DATA_DIR=str(data_dir))
-        procs[role] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True)
-    outputs = {}
+def _chief_and_worker(argv, port, data_dir):
+    """Runs the chief and one worker on `port`; returns their exit codes and outputs."""
+    procs, logs = {}, {}
     try:
-        for role in ("tuner0", "chief"):
-            outputs[role] = procs[role].communicate(timeout=400)[0]
+        for role in ("chief", "tuner0"):
+            env = _app_env(KERASTUNER_TUNER_ID=role, KERASTUNER_ORACLE_IP="127.0.0.1",
+                           KERASTUNER_ORACLE_PORT=str(port), DWT_KERAS_DATA_DIR=str(data_dir))
+            logs[role] = tempfile.TemporaryFile("w+")   # files, not pipes: nothing blocks
+            procs[role] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=logs[role],
+                                           stderr=subprocess.STDOUT, text=True)
+        # The chief ends after the worker has run every trial, or at once when it cannot bind
+        # its port; a worker without a chief would wait for one: it is killed below.
+        procs["chief"].wait(timeout=400)
+        if procs["chief"].returncode == 0:
+            procs["tuner0"].wait(timeout=400)
     finally:
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
-                p.communicate()
-    assert procs["chief"].returncode == 0, outputs.get("chief", "")[-3000:]
-    assert procs["tuner0"].returncode == 0, outputs.get("tuner0", "")[-3000:]
+                p.wait()
+    outputs = {}
+    for role, log in logs.items():
+        log.seek(0)
+        outputs[role] = log.read()
+        log.close()
+    return {role: p.returncode for role, p in procs.items()}, outputs
+
+
+@pytest.mark.slow
+def test_distributed_chief_and_worker(tmp_path, tiny_data_env):
+    argv = [sys.executable, "apps/tune.py", "--tuner", "bayesian", "--max_trials", "2",
+            "--epochs", "1", "--dataset", "mnist", "--save_dir", str(tmp_path),
+            "--max_train_samples", "160", "--bases", "haar", "--quantizers", "none",
+            "--schedules", "oneshot"]
+    for _ in range(3):   # the port was taken between _free_port() and the chief's bind: retry
+        codes, outputs = _chief_and_worker(argv, _free_port(), tiny_data_env)
+        if codes["chief"] == 0 or "Failed to bind" not in outputs["chief"]:
+            break
+        for leftover in tmp_path.iterdir():   # a fresh search on the next port
+            shutil.rmtree(leftover)
+    assert codes["chief"] == 0, outputs["chief"][-3000:]
+    assert codes["tuner0"] == 0, outputs["tuner0"][-3000:]
     (project,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rows = _rows(project)
     assert len(rows) == 2 and all(r["status"] == "COMPLETED" for r in rows)

@@ -24,7 +24,7 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
 def test_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "report.json"
     io.atomic_write_json(target, {"ok": True})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not JSON serializable"):
         io.atomic_write_json(target, {"bad": object()})
     assert json.loads(target.read_text()) == {"ok": True}
     assert os.listdir(tmp_path) == ["report.json"]

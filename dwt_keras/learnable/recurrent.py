@@ -30,7 +30,7 @@ within a sequence, so `WaveletGRU` / `FastfoodGRU` can evaluate them in two equi
   `2n + N_c + 4L` per matrix (the `n x n` matrices are temporaries of the forward pass, never
   weights).
 * `"auto"` (default): `"materialized"` up to `AUTO_MATERIALIZE_MAX_UNITS` hidden units, where it
-  measured several times faster (see benchmarks/results/learnable.md), `"structured"` above,
+  each step is two plain matmuls (timed by `benchmarks/bench_gru_step.py`), `"structured"` above,
   where dense matmuls grow as n^2 against the structured layers' n L J.
 
 The two forms give the same outputs and gradients to float32 rounding. A bare cell used inside

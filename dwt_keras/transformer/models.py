@@ -366,7 +366,7 @@ class WaveletTransformer(_TokenTransformer):
             it the 48 level-1 tokens of the tiny CIFAR model embed at ~1/10 of
             the positional encoding's scale, the pooled features barely depend
             on the image at initialisation, and training sat at chance for two
-            epochs (benchmarks/results/transformer.md).
+            epochs (BENCHMARKS.md, W-MSA section 2a).
         kernel_lr_multiplier: the kernel's bandwidths and rho learn this many
             times faster than the other weights (`WaveletKernel(lr_multiplier=...)`);
             1 = the same rate (models saved without this setting). Default 10:

@@ -5,13 +5,14 @@ weight compression.
   ``x = D.T X``), equal to ``scipy.fft.dct(np.eye(n), norm="ortho", axis=0)``.
 * ``dct(x, axis, inverse=False)``: along one axis of a tensor (``tf.signal.dct``).
 * ``dct2`` / ``idct2`` / ``lowpass_dct2``: over the spatial axes of channels-last image
-  batches, with two implementations chosen by measurement (see
-  ``benchmarks/bench_spectral.py`` and ``benchmarks/results/spectral.md``):
+  batches, with two implementations chosen by measurement (``benchmarks/bench_spectral.py``;
+  an earlier busy-machine measurement whose result file was not kept, to be repeated on a
+  quiet machine):
 
   - ``"matmul"``: multiply by the DCT matrix along H and W (plain 2-D GEMMs); on the
-    project's 2-core CPU 1.6-4x faster than the FFT path for 32x32 to 128x128 images.
+    project's 2-core CPU it was faster than the FFT path for 32x32 to 128x128 images.
   - ``"fft"``: ``tf.signal.dct`` (FFT-based) along each axis; N log N per row, so it wins
-    beyond 256x256 (a toss-up at 256).
+    for large images (at 256x256 each won one of two runs).
 
   ``"auto"`` (the default) picks ``"matmul"`` when both spatial sizes are at most
   ``MATMUL_MAX_SIZE`` and ``"fft"`` otherwise. Both are differentiable, usable inside
@@ -35,8 +36,8 @@ __all__ = ["dct", "dct2", "idct2", "lowpass_dct2", "dct_matrix", "DCT_METHODS", 
 
 DCT_METHODS = ("auto", "matmul", "fft")
 
-#: Largest spatial size for which "auto" uses the matrix product. Measured on the 2-core
-#: CPU: matmul wins clearly up to 128, 256 is a toss-up (benchmarks/results/spectral.md).
+#: Largest spatial size for which "auto" uses the matrix product. Measured on the busy 2-core
+#: CPU (benchmarks/bench_spectral.py): matmul won up to 128, 256 was a toss-up.
 MATMUL_MAX_SIZE = 128
 
 
