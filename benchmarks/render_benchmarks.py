@@ -1,0 +1,781 @@
+"""Generates the tables of BENCHMARKS.md from the result files in `benchmarks/results/`.
+
+Every table of BENCHMARKS.md that this script owns sits between two markers::
+
+    <!-- table:NAME -->
+    ...generated, never edited by hand...
+    <!-- /table:NAME -->
+
+and is the output of the function registered as NAME below, which reads only files under
+`benchmarks/results/` (each written by the script that measured it; since `_record.py`, with
+the command, git commit, machine, load before/after, seeds and time). The prose around the
+markers stays hand-written. Usage::
+
+    python benchmarks/render_benchmarks.py           # rewrite the tables in BENCHMARKS.md
+    python benchmarks/render_benchmarks.py --check   # exit 1 if a table differs from its files
+
+`tests/test_benchmarks_doc.py` runs the check, so a table and its files cannot diverge.
+
+Adding a table (one small function per table):
+
+1. Let the benchmark script write `benchmarks/results/<file>.json` through
+   `_record.Recorder(<file>).write(results, seeds=...)`.
+2. Add a function here that reads it and returns markdown, and register it::
+
+       @table("my_table")
+       def _my_table():
+           res = load("my_file.json")["results"]
+           return md_table(["a", "b"], [[r["a"], pct(r["b"])] for r in res["rows"]])
+
+   Format numbers with the helpers (`pct`, `num`, `mean_std`, ...); timings go through
+   `timing_table` / `timing_note` / `ratio`, which enforce the speed rule below.
+3. Put `<!-- table:my_table -->` and `<!-- /table:my_table -->` where the table belongs in
+   BENCHMARKS.md and run this script. A marker without a function, a function without a
+   marker, or a missing file is an error.
+
+The rule for timings: a file whose `meta.quiet` is true (load average <= 1.5 before and after,
+on these 2 cores) gives numbers. A `_record.py` file that is not quiet gives no timing at all:
+its table says so, with the load and the command to re-run. Files older than `_record.py`
+(no `meta`; measured at the load averages the prose states) give same-run ratios only, to one
+decimal and marked with "~", never absolute times.
+
+A summary row (the first table) is a function registered with `@summary_row`; the rows appear
+in registration order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+DOC = os.path.join(os.path.dirname(HERE), "BENCHMARKS.md")
+
+TABLES = {}
+SUMMARY_ROWS = []
+MARKER = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->",
+                    re.S)
+
+
+def table(name):
+    """Registers a function returning the markdown of table `name`."""
+
+    def register(fn):
+        if name in TABLES:
+            raise ValueError(f"table {name!r} registered twice")
+        TABLES[name] = fn
+        return fn
+
+    return register
+
+
+def summary_row(fn):
+    """Registers a function returning one summary row: [benchmark, target, measured, status]."""
+    SUMMARY_ROWS.append(fn)
+    return fn
+
+
+# ---- reading and formatting ---------------------------------------------------------------
+
+def load(relpath):
+    with open(os.path.join(RESULTS, relpath)) as f:
+        return json.load(f)
+
+
+def load_csv(relpath):
+    with open(os.path.join(RESULTS, relpath), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def markdown_rows(relpath, heading):
+    """The rows of the first markdown table after `heading` in an output file (as strings)."""
+    with open(os.path.join(RESULTS, relpath)) as f:
+        text = f.read()
+    start = text.index(heading) if heading else 0
+    lines = [ln for ln in text[start:].splitlines()]
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    rows = []
+    for ln in lines[first + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip().strip("|").split("|")])
+    return rows
+
+
+def md_table(header, rows, align=None):
+    out = ["| " + " | ".join(header) + " |",
+           "|" + "|".join(align or ["---"] * len(header)) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def pct(x, digits=2):
+    return "-" if x is None else f"{100 * x:.{digits}f}"
+
+
+def num(x, digits=0):
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def sig(x, figures=3):
+    """`x` to `figures` significant figures (thousands separated)."""
+    if x == 0:
+        return "0"
+    digits = max(0, figures - 1 - int(math.floor(math.log10(abs(x)))))
+    return f"{round(x, digits):,.{digits}f}"
+
+
+def mean_std(values, scale=100, digits=2):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    m = statistics.mean(values) * scale
+    if len(values) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def per_seed(values, scale=100, digits=2):
+    return " / ".join(f"{v * scale:.{digits}f}" for v in values)
+
+
+def loads(meta):
+    return f"load {meta['load_before']:.1f} → {meta['load_after']:.1f}"
+
+
+def timing_note(meta, command=None):
+    """None when `meta` is quiet; else the sentence a table prints instead of its timings."""
+    if meta.get("quiet"):
+        return None
+    return (f"Not measured on a quiet machine ({loads(meta)} on {meta['machine']['cores']} "
+            f"cores, `quiet: false`): no timing is quoted. Re-run on a quiet machine: "
+            f"`{command or meta['command']}`.")
+
+
+def ratio(x):
+    """A same-run time ratio from a file older than `_record.py` (noisy machine)."""
+    return f"~{x:.1f}x"
+
+
+# ---- summary ------------------------------------------------------------------------------
+
+@table("summary")
+def _summary():
+    return md_table(["benchmark", "target", "measured", "status"], [f() for f in SUMMARY_ROWS])
+
+
+# ---- wavelet transforms (section owned by the transforms work; from its output file) ------
+
+@summary_row
+def _row_transform():
+    rows = {r[0][0]: r for r in markdown_rows("wavelets.md", "")}
+    a, b = rows["A"], rows["B"]
+    clean = [s.strip("*") for s in (a[4], a[5], b[4], b[5])]
+    return ["`wavedec2`+`waverec2` vs PyWavelets, db4 L3 periodization f32, 64x256x256 "
+            "and 16x256x256x3", "ratio <= 1.0",
+            f"{clean[0]} / {clean[2]} (eager), {clean[1]} / {clean[3]} (one XLA function); "
+            "one run at load 26-33 (`wavelets.md`)", "met (noisy machine)"]
+
+
+# ---- DWT weight compression -----------------------------------------------------------------
+
+SWEEP = "compression_mnist/sweep.json"
+
+
+@table("compression_sweep")
+def _compression_sweep():
+    rows = []
+    for r in load_csv("compression_mnist/sweep.csv"):
+        err = float(r["mask_projection_error"])
+        rows.append([r["basis"], f"{float(r['keep_ratio']):g}", pct(float(r["val_accuracy"])),
+                     pct(float(r["test_accuracy"])), num(int(r["bytes_compressed_file"])),
+                     f"{float(r['compression_ratio']):.1f}x", "0" if err == 0 else f"{err:.1e}"])
+    return md_table(["basis", "keep", "val %", "test %", "file bytes", "ratio vs float32",
+                     "max mask projection error"], rows)
+
+
+@table("compression_selected")
+def _compression_selected():
+    s = load(SWEEP)
+    dense_val = s["dense"]["val_accuracy"]
+    rows = []
+    for basis, r in s["selected"].items():
+        name = "identity (magnitude pruning)" if basis == "identity" else basis
+        if r is None:
+            best = max((x for x in s["rows"] if x["basis"] == basis),
+                       key=lambda x: x["val_accuracy"])
+            rows.append([name, f"none qualifies (best validation: keep {best['keep_ratio']:g}, "
+                               f"{pct(best['val_accuracy'])} < {pct(dense_val - s['tolerance'])})",
+                         "-", "-", f"({pct(best['test_accuracy'])} at "
+                                   f"{best['compression_ratio']:.1f}x)", "-"])
+            continue
+        drop = 100 * (r["test_accuracy"] - s["dense"]["test_accuracy"])
+        rows.append([name, f"{r['keep_ratio']:g}", f"{num(r['bytes_compressed_file'])} B",
+                     f"{r['compression_ratio']:.1f}x", pct(r["test_accuracy"]), f"{drop:+.2f}"])
+    return md_table(["basis", "selected keep", "file", "ratio", "test %", "test change (pt)"],
+                    rows)
+
+
+@table("compression_identity_gap")
+def _compression_identity_gap():
+    s = load(SWEEP)
+    by = {}
+    for r in s["rows"]:
+        by.setdefault(r["keep_ratio"], {})[r["basis"]] = r["test_accuracy"]
+    rows = []
+    for keep in sorted(by, reverse=True):
+        wavelets = [v for b, v in by[keep].items() if b not in ("identity", "dct")]
+        gaps = [100 * (w - by[keep]["identity"]) for w in wavelets]
+        rows.append([f"{keep:g}", pct(by[keep]["identity"]), f"{min(gaps):.2f}",
+                     f"{max(gaps):.2f}"])
+    return md_table(["keep", "identity test %", "wavelet bases minus identity: min (pt)",
+                     "max (pt)"], rows)
+
+
+@summary_row
+def _row_lenet300():
+    s = load(SWEEP)
+    sel = {b: r for b, r in s["selected"].items() if r is not None}
+    best = min(sel.values(), key=lambda r: r["bytes_compressed_file"])
+    over = sorted((r["compression_ratio"], b) for b, r in sel.items()
+                  if r["compression_ratio"] >= 100 and b not in ("identity", "dct"))
+    return ["MNIST LeNet-300-100, smallest file within 0.3 pt of dense (selected on validation, "
+            "test reported)", ">= 100x smaller than dense float32",
+            f"{best['basis']} {num(best['bytes_compressed_file'])} B = "
+            f"{best['compression_ratio']:.1f}x (test {pct(best['test_accuracy'])} % vs dense "
+            f"{pct(s['dense']['test_accuracy'])} %); " +
+            ", ".join(f"{b} {r:.1f}x" for r, b in reversed(over) if b != best["basis"]) +
+            "; identity (magnitude pruning): no keep ratio qualifies; one seed",
+            "met (wavelet bases)"]
+
+
+OVERHEAD = "compression_overhead.json"
+
+
+@table("compression_overhead")
+def _compression_overhead():
+    res = load(OVERHEAD)
+    rows = []
+    for batch, variants in res["batch_sizes"].items():
+        for name, v in variants.items():
+            if name != "plain":
+                rows.append([batch, name, ratio(v["cpu_ratio"]), ratio(v["wall_ratio"])])
+    return md_table(["batch", "basis", "CPU-time ratio to plain fit()", "wall ratio"], rows)
+
+
+@summary_row
+def _row_overhead():
+    res = load(OVERHEAD)
+    cpu = [v["cpu_ratio"] for vs in res["batch_sizes"].values() for k, v in vs.items()
+           if k not in ("plain", "identity")]
+    m = res["machine"]
+    return ["retraining with the mask held vs plain `fit()`, epoch time", "<= 1.15x",
+            f"~{min(cpu):.1f}-{max(cpu):.1f}x CPU time (wavelet and DCT bases; one run at load "
+            f"{min(m['load_avg_end'][0], m['load_avg_start'][0]):.0f}-"
+            f"{max(m['load_avg_end'][0], m['load_avg_start'][0]):.0f})",
+            "**missed** (noisy machine)"]
+
+
+# ---- coefficient domain and deployment (sections owned by that work; from its files) ---------
+
+@summary_row
+def _row_coefficient_fit():
+    f = load("coefficient_domain_fit.json")
+    note = "" if f["meta"]["quiet"] else f" (not quiet: {loads(f['meta'])}; see its section)"
+    return ["retraining in the coefficient domain (`retrain_coefficient_domain`, LeNet-300-100, "
+            "haar) vs plain `fit()`, epoch time", "<= 1.0x at 5 % keep; < 1.0x at <= 3 %",
+            "no timing quoted" + note, "to re-measure on a quiet machine"]
+
+
+@summary_row
+def _row_litert():
+    r = load("deployment_lenet300.json")["results"]
+    lite, dense = r["litert"]["coefficient_int8"], r["deployment"]
+    db4 = load("deployment_lenet300_db4.json")["results"]["litert"]["coefficient_int8"]
+    return ["LiteRT export of the coefficient form, LeNet-300-100 haar 3 %",
+            "<= 40 KB, <= 0.3 pt below dense, batch-1 latency <= dense float32 .tflite",
+            f"**{num(lite['bytes'])} B** (int8 values, per-unit scales), test "
+            f"**{pct(lite['test_accuracy_tf_lite'])} %** vs dense "
+            f"{pct(dense['dense_litert_test_accuracy'])} %; latency not quiet (see its "
+            f"section); db4: {num(db4['bytes'])} B, {pct(db4['test_accuracy_tf_lite'])} %",
+            "haar: size, accuracy met; latency to re-measure; db4: size missed"]
+
+
+@summary_row
+def _row_coefficient_memory():
+    forms = load("deployment_lenet300.json")["results"]["deployment"]["forms"]
+    return ["`load_compressed(path, form=\"coefficient\")`, weights held in memory",
+            "proportional to the kept coefficients",
+            f"{num(forms['coefficient']['weight_bytes'])} B vs {num(forms['dense']['weight_bytes'])}"
+            f" B dense ({num(forms['dense_form']['weight_bytes'])} B for the dense form with its "
+            "masks)", "met"]
+
+
+# ---- learnable wavelet layers ---------------------------------------------------------------
+
+def _runs_table(res, metric_name, with_mse=False):
+    """Per variant: params, steps/epochs, test metric mean ± std and per seed, target met."""
+    settings, summary = res["settings"], res["summary"]
+    rows = []
+    for variant, s in summary.items():
+        runs = sorted((r for r in res["runs"] if r["variant"] == variant),
+                      key=lambda r: r["seed"])
+        row = [variant, num(s["params"]), ", ".join(str(x) for x in s["seeds"]),
+               mean_std(s["test_accuracy"]), per_seed(s["test_accuracy"]),
+               " / ".join(str(r["best_epoch"]) for r in runs)]
+        if with_mse:
+            row.append(" / ".join(f"{r['test_mse']:.4f}" for r in runs))
+        if settings.get("target") is not None:
+            row.append(f"{s['met']} of {s['n']}")
+        rows.append(row)
+    header = ["variant", "params", "seeds", f"test {metric_name} % (mean ± std)",
+              "per seed", "best epoch per seed"]
+    if with_mse:
+        header.append("test MSE per seed")
+    if settings.get("target") is not None:
+        header.append(f"target met (>= {pct(settings['target'], 1)} %"
+                      + (f", <= {num(settings['max_params'])} params)"
+                         if settings.get("max_params") else ")"))
+    return md_table(header, rows)
+
+
+@table("learnable_mnist")
+def _learnable_mnist():
+    return _runs_table(load("learnable_mnist.json")["results"], "accuracy")
+
+
+@table("learnable_adding")
+def _learnable_adding():
+    return _runs_table(load("learnable_adding.json")["results"], "adding accuracy",
+                       with_mse=True)
+
+
+@table("learnable_adding_curves")
+def _learnable_adding_curves():
+    res = load("learnable_adding.json")["results"]
+    steps = res["runs"][0]["steps_per_epoch"]
+    variants = list(res["summary"])
+    n_epochs = max(len(r["val_curve"]) for r in res["runs"])
+    rows = []
+    for e in range(n_epochs):
+        row = [num((e + 1) * steps)]
+        for v in variants:
+            runs = sorted((r for r in res["runs"] if r["variant"] == v), key=lambda r: r["seed"])
+            row.append(" / ".join(pct(r["val_curve"][e], 1) if e < len(r["val_curve"]) else "-"
+                                  for r in runs))
+        rows.append(row)
+    return md_table(["steps"] + [f"{v}: validation % per seed" for v in variants], rows)
+
+
+def _learnable_summary(name, what, target_text):
+    res = load(name)["results"]
+    s = res["summary"]
+    main = s.get("wavelet")
+    measured = "; ".join(f"{v} {num(x['params'])} params {mean_std(x['test_accuracy'])} %"
+                         for v, x in s.items())
+    status = (f"met in {main['met']} of {main['n']} seeds" if main["met"] else
+              f"**missed** (0 of {main['n']} seeds)")
+    return [what, target_text, f"{measured} (test, {main['n']} seeds, "
+                               f"{_budget(res)})", status]
+
+
+def _budget(res):
+    flags = res["settings"]["app_flags"]
+    get = lambda k: flags[flags.index(k) + 1] if k in flags else None  # noqa: E731
+    if res["settings"]["experiment"] == "mnist":
+        return f"{get('--epochs')} epochs, full training split"
+    return f"{int(get('--epochs')) * int(get('--steps_per_epoch')):,} steps each"
+
+
+@summary_row
+def _row_learnable_mnist():
+    return _learnable_summary("learnable_mnist.json", "MNIST CNN with a learnable wavelet fc1",
+                              "<= 36,100 params, >= 99.1 %")
+
+
+@summary_row
+def _row_learnable_adding():
+    return _learnable_summary("learnable_adding.json",
+                              "adding problem T=150, wavelet GRU (hidden 256, all 3 matrices)",
+                              "<= 10,000 params, >= 91 %")
+
+
+def timing_table(name, header, row):
+    """The table of a timing file's `rows`, one `row(r)` each; or, when the file is not quiet,
+    the `timing_note` that replaces it."""
+    f = load(name)
+    return timing_note(f["meta"]) or md_table(header, [row(r) for r in f["results"]["rows"]])
+
+
+def _compiled(r):
+    return "XLA" if r["jit"] else "graph"
+
+
+@table("learnable_speed")
+def _learnable_speed():
+    return timing_table(
+        "learnable_speed.json", ["n", "compiled", "Dense ms", "WaveletDense ms (time / Dense)",
+                                 "FastfoodDense ms (time / Dense)"],
+        lambda r: [r["n"], _compiled(r), sig(r["dense_ms"]),
+                   f"{sig(r['wavelet_ms'])} ({r['wavelet_time_vs_dense']:.2f}x)",
+                   f"{sig(r['fastfood_ms'])} ({r['fastfood_time_vs_dense']:.2f}x)"])
+
+
+@table("gru_step")
+def _gru_step():
+    def row(r):
+        ratio_key = next(k for k in r if k.startswith("median_ratio"))
+        return [r["hidden"], r["variant"], _compiled(r), num(r["params"]),
+                sig(r["median_s_per_step"]), f"{r[ratio_key]:.2f}"]
+
+    return timing_table("gru_step.json", ["hidden", "variant", "compiled", "params", "s / step",
+                                          "time / first variant"], row)
+
+
+def _not_quiet(f, name):
+    return f"no timing quoted: not quiet, {loads(f['meta'])} (`{name}`)"
+
+
+@summary_row
+def _row_gru_step():
+    f = load("gru_step.json")
+    what = ("structured GRU training step, materialised vs per-step structured recurrent "
+            "matrices, T=150, batch 50")
+    if not f["meta"]["quiet"]:
+        return [what, "faster", _not_quiet(f, "gru_step.json"), "to re-measure (quiet machine)"]
+    rows = f["results"]["rows"]
+    speedups = []
+    for r in rows:
+        if r["variant"] == "wavelet-materialized":
+            base = next(x for x in rows if x["hidden"] == r["hidden"] and x["jit"] == r["jit"]
+                        and x["variant"] == "wavelet-structured")
+            speedups.append(f"hidden {r['hidden']}{' XLA' if r['jit'] else ''}: "
+                            f"{base['median_s_per_step'] / r['median_s_per_step']:.1f}x faster")
+    return [what, "faster", "; ".join(speedups), "measured"]
+
+
+@summary_row
+def _row_learnable_speed():
+    f = load("learnable_speed.json")
+    what = "`WaveletDense` / `FastfoodDense` vs `Dense`, fwd+bwd, batch 128"
+    if not f["meta"]["quiet"]:
+        return [what, "ratios", _not_quiet(f, "learnable_speed.json"),
+                "to re-measure (quiet machine)"]
+    parts = [f"n={r['n']}{' XLA' if r['jit'] else ''}: {r['wavelet_time_vs_dense']:.2f} / "
+             f"{r['fastfood_time_vs_dense']:.2f}x" for r in f["results"]["rows"]]
+    return [what, "ratios", "time / Dense's (wavelet / fastfood): " + "; ".join(parts),
+            "measured"]
+
+
+# ---- W-MSA ----------------------------------------------------------------------------------
+
+WMSA_NAMES = {"vit_tiny_p4": "ViT-tiny (p=4)",
+              "wmsa_tiny_fold": "W-MSA-tiny, kernel folded into q/k (default)",
+              "wmsa_tiny_bias": "W-MSA-tiny, shared heads x N x N log-bias",
+              "wmsa_tiny_nokernel": "W-MSA-tiny, no kernel (plain attention)"}
+
+
+@table("wmsa_throughput")
+def _wmsa_throughput():
+    res = load("wmsa_throughput.json")["results"]
+    rows = [[WMSA_NAMES[k], num(v["params"]), v["tokens"],
+             ratio(v["train_time_ratio_vs_vit_median"]), ratio(v["infer_time_ratio_vs_vit_median"])]
+            for k, v in res.items()]
+    return md_table(["model", "params", "tokens", "train time / ViT", "inference time / ViT"],
+                    rows, ["---", "---:", "---:", "---:", "---:"])
+
+
+@summary_row
+def _row_wmsa_throughput():
+    v = load("wmsa_throughput.json")["results"]["wmsa_tiny_fold"]
+    return ["W-MSA-tiny vs ViT-tiny throughput, 32x32x3, B=128", "within 2x",
+            f"train {ratio(v['train_time_ratio_vs_vit_median'])}, inference "
+            f"{ratio(v['infer_time_ratio_vs_vit_median'])} of ViT's time (one run at load "
+            "20-35: +-30 %)", "met (noisy machine)"]
+
+
+SUMMARY2 = "wmsa_accuracy_summary2.json"
+
+
+def _seed_accuracies(models, name):
+    return {r["seed"]: r["test_accuracy"] for r in models[name]["runs"]}
+
+
+@table("wmsa_accuracy")
+def _wmsa_accuracy():
+    models = load(SUMMARY2)["models"]
+    names = {"vit": "ViT-tiny", "wmsa": "**W-MSA-tiny (token LayerNorm, kernel lr x10)**",
+             "wmsa_nokernel": "W-MSA-tiny, no kernel",
+             "wmsa_previous": "W-MSA-tiny, previous (no token norm, kernel lr x1)"}
+    rows = []
+    for key, label in names.items():
+        m = models[key]
+        accs = [r["test_accuracy"] for r in sorted(m["runs"], key=lambda r: r["seed"])]
+        rows.append([label, ", ".join(str(s) for s in m["finished_seeds"]),
+                     mean_std(accs, scale=1, digits=4), per_seed(accs, scale=1, digits=3),
+                     f"{m['test_f1_macro_mean']:.4f}", num(m["runs"][0]["params"])])
+    return md_table(["model", "seeds", "test accuracy (mean ± std)", "per seed", "macro F1",
+                     "params"], rows, ["---", "---", "---:", "---", "---:", "---:"])
+
+
+@table("wmsa_paired")
+def _wmsa_paired():
+    models = load(SUMMARY2)["models"]
+    vit = _seed_accuracies(models, "vit")
+    rows = []
+    for key in ("wmsa", "wmsa_nokernel"):
+        acc = _seed_accuracies(models, key)
+        diffs = [acc[s] - vit[s] for s in sorted(acc)]
+        rows.append([f"{key} minus vit", per_seed(diffs, digits=1), mean_std(diffs, digits=1),
+                     f"{sum(d > 0 for d in diffs)} of {len(diffs)}"])
+    acc, nok = _seed_accuracies(models, "wmsa"), _seed_accuracies(models, "wmsa_nokernel")
+    diffs = [nok[s] - acc[s] for s in sorted(acc)]
+    rows.append(["wmsa_nokernel minus wmsa", per_seed(diffs, digits=1), mean_std(diffs, digits=1),
+                 f"{sum(d > 0 for d in diffs)} of {len(diffs)}"])
+    return md_table(["paired difference (test, points)", "seeds 0 / 1 / 2", "mean ± std",
+                     "seeds ahead"], rows)
+
+
+def _val_per_epoch(models, keys):
+    per = {k: {e["epoch"]: e for e in models[k]["val_accuracy_per_epoch"]} for k in keys}
+    epochs = sorted(per[keys[0]])
+    return [[e] + [f"{per[k][e]['val_accuracy_mean']:.4f} ± {per[k][e]['val_accuracy_std']:.4f}"
+                   for k in keys] for e in epochs]
+
+
+@table("wmsa_val_per_epoch")
+def _wmsa_val_per_epoch():
+    models = load(SUMMARY2)["models"]
+    return md_table(["epoch", "ViT val acc", "W-MSA val acc (fixed)", "W-MSA val acc (previous)"],
+                    _val_per_epoch(models, ["vit", "wmsa", "wmsa_previous"]),
+                    ["---:", "---:", "---:", "---:"])
+
+
+@table("wmsa_pilot")
+def _wmsa_pilot():
+    runs = load("wmsa_fix_pilot.json")["runs"]
+    labels = {"fix-subband_rms-klr1-s0-stop3": '`token_norm="subband_rms"`, m = 1',
+              "fix-layernorm-klr1-s0-stop3": '`token_norm="layernorm"`, m = 1',
+              "fix-layernorm-klr10-s0-stop3": '`token_norm="layernorm"`, m = 10'}
+    rows = []
+    for r in runs:
+        label = labels.get(r["run"], r["run"])
+        val = [f"{v:.3f}" for v in r["val_accuracy"][:3]]
+        rows.append([label, *val, " / ".join(f"{v:.3f}" for v in r["train_accuracy"][:3])])
+    return md_table(["variant (seed 0)", "val acc epoch 1", "epoch 2", "epoch 3",
+                     "train acc epoch 1 / 2 / 3"], rows, ["---", "---:", "---:", "---:", "---"])
+
+
+@table("wmsa_ablations")
+def _wmsa_ablations():
+    rows = []
+    labels = {"vit": "vit", "wmsa": "wmsa (db4, J=3, p=4, kernel)",
+              "wmsa_nokernel": "wmsa_nokernel (plain attention, same tokens)",
+              "wmsa_J2": "wmsa_J2 (2 levels: A2 + 2 detail levels)",
+              "wmsa_haar": "wmsa_haar (Haar instead of db4)",
+              "wmsa_previous": "wmsa_previous (no token norm, kernel lr x1)"}
+    comparison = load("wmsa_compare/compare-tiny-20261123-000042/comparison.json")
+    for r in comparison["accuracy_from_saved_runs"]:
+        sd = r["test_accuracy_std"]
+        acc = f"{r['test_accuracy_mean']:.4f}" + ("" if sd is None else f" ± {sd:.4f}")
+        rows.append([labels.get(r["variant"], r["variant"]), ", ".join(map(str, r["seeds"])), acc,
+                     f"{r['test_f1_macro_mean']:.4f}", num(r["params"])])
+    return md_table(["variant", "seeds", "test accuracy", "macro F1", "params"], rows,
+                    ["---", "---", "---:", "---:", "---:"])
+
+
+@summary_row
+def _row_wmsa_accuracy():
+    models = load(SUMMARY2)["models"]
+    vit, wmsa = _seed_accuracies(models, "vit"), _seed_accuracies(models, "wmsa")
+    diffs = [wmsa[s] - vit[s] for s in sorted(wmsa)]
+    return ["cifar10_subset accuracy, same budget (10 epochs), 3 seeds", "W-MSA >= ViT",
+            f"W-MSA-tiny {mean_std(list(wmsa.values()), digits=1)} % vs ViT-tiny "
+            f"{mean_std(list(vit.values()), digits=1)} % (ahead in "
+            f"{sum(d > 0 for d in diffs)} of {len(diffs)} seeds, paired "
+            f"{mean_std(diffs, digits=1)} pt)", "met"]
+
+
+@summary_row
+def _row_wmsa_ablations():
+    models = load(SUMMARY2)["models"]
+    nok = [r["test_accuracy"] for r in models["wmsa_nokernel"]["runs"]]
+    single = {r["variant"]: r for r in load(
+        "wmsa_compare/compare-tiny-20261123-000042/comparison.json")["accuracy_from_saved_runs"]}
+    return ["W-MSA ablations, same budget", "report",
+            f"no kernel {mean_std(nok, digits=1)} % (3 seeds; the PSD kernel adds nothing "
+            f"measurable here); haar {pct(single['wmsa_haar']['test_accuracy_mean'], 1)} %, J=2 "
+            f"{pct(single['wmsa_J2']['test_accuracy_mean'], 1)} % (seed 0 only)", "measured"]
+
+
+@table("wmsa_previous")
+def _wmsa_previous():
+    models = load("wmsa_accuracy_summary.json")["models"]
+    rows = []
+    for key in ("vit", "wmsa"):
+        m = models[key]
+        accs = [r["test_accuracy"] for r in sorted(m["runs"], key=lambda r: r["seed"])]
+        rows.append([key, ", ".join(map(str, m["finished_seeds"])),
+                     mean_std(accs, scale=1, digits=4), per_seed(accs, scale=1, digits=3),
+                     f"{m['test_f1_macro_mean']:.4f}", num(m["runs"][0]["params"])])
+    return md_table(["model", "finished seeds", "test accuracy (mean ± std)", "per seed",
+                     "macro F1", "params"], rows, ["---", "---", "---:", "---", "---:", "---:"])
+
+
+# ---- spectral truncation --------------------------------------------------------------------
+
+def _study_table(name, conditions):
+    s = load(name)
+    rows = []
+    for c in conditions:
+        x = s["summary"][c]
+
+        def ms(key, scale=1.0, digits=1):
+            v = x[key]
+            return f"{v['mean'] * scale:.{digits}f} ± {v['std'] * scale:.{digits}f}"
+
+        rows.append([c, f"{x['epochs_to_target']['n']}/{x['n_runs']}", ms("epochs_to_target"),
+                     ms("epochs_to_target_val"), ms("final_test_accuracy", 100),
+                     ms("test_accuracy_at_best_val", 100)])
+    target = pct(s["config"]["target_accuracy"], 0)
+    return md_table(["condition", "reached", f"epochs to {target} % (test)",
+                     f"epochs to {target} % (val)", "final test acc (%)",
+                     "test acc at best val (%)"], rows)
+
+
+def _study_seeds(name, conditions):
+    s = load(name)
+    runs = {(r["condition"], r["seed"]): r for r in s["runs"]}
+    rows = []
+    for seed in sorted({r["seed"] for r in s["runs"]}):
+        row = [seed]
+        for c in conditions:
+            r = runs.get((c, seed))
+            row.append("-" if r is None else
+                       f"{r['epochs_to_target'] if r['epochs_to_target'] is not None else '–'}"
+                       f" / {pct(r['final_test_accuracy'], 1)}")
+        rows.append(row)
+    paired = ["paired vs baseline: epochs / final acc (pt)", "-"]
+    for c in conditions[1:]:
+        de = [runs[(c, sd)]["epochs_to_target"] - runs[("baseline", sd)]["epochs_to_target"]
+              for sd in sorted({r["seed"] for r in s["runs"]})
+              if runs[(c, sd)]["epochs_to_target"] is not None
+              and runs[("baseline", sd)]["epochs_to_target"] is not None]
+        da = [runs[(c, sd)]["final_test_accuracy"] - runs[("baseline", sd)]["final_test_accuracy"]
+              for sd in sorted({r["seed"] for r in s["runs"]})]
+        paired.append(f"{mean_std(de, scale=1, digits=1)} (n={len(de)}) / "
+                      f"{mean_std(da, digits=1)} (n={len(da)})")
+    rows.append(paired)
+    return md_table(["seed"] + [f"{c}: epochs to target / final test %" for c in conditions],
+                    rows)
+
+
+CNN_CONDITIONS = ["baseline", "linear", "cosine"]
+WMSA_CONDITIONS = ["baseline", "cosine", "linear"]
+
+
+@table("spectral_study_cnn")
+def _spectral_cnn():
+    return _study_table("spectral_study.json", CNN_CONDITIONS)
+
+
+@table("spectral_study_cnn_seeds")
+def _spectral_cnn_seeds():
+    return _study_seeds("spectral_study.json", CNN_CONDITIONS)
+
+
+@table("spectral_study_wmsa")
+def _spectral_wmsa():
+    return _study_table("spectral_study_wmsa.json", WMSA_CONDITIONS)
+
+
+@table("spectral_study_wmsa_seeds")
+def _spectral_wmsa_seeds():
+    return _study_seeds("spectral_study_wmsa.json", WMSA_CONDITIONS)
+
+
+def _study_row(name, what, n_seeds_text):
+    s = load(name)["summary"]
+    finals = ", ".join(f"{c} {s[c]['final_test_accuracy']['mean'] * 100:.1f}" for c in s)
+    return [what, "report, incl. no gain",
+            f"final test acc. (%, mean over {n_seeds_text}): {finals}; epochs to target: " +
+            ", ".join(f"{c} {s[c]['epochs_to_target']['mean']:.1f}" for c in s),
+            "no gain measured"]
+
+
+@summary_row
+def _row_spectral_cnn():
+    return _study_row("spectral_study.json", "spectral truncation convergence study, "
+                      "cifar10_subset, small CNN, 30 epochs", "5 seeds")
+
+
+@summary_row
+def _row_spectral_wmsa():
+    return _study_row("spectral_study_wmsa.json", "same study, W-MSA-tiny, 6 epochs "
+                      "(truncation over 3)", "3 seeds")
+
+
+@table("spectral_apps")
+def _spectral_apps():
+    rows = markdown_rows("spectral_apps.md", "| run |")
+    return md_table(["run", "tau per dense epoch", "dense test acc", "compressed test acc",
+                     "compressed file (B)", "ratio", "reloaded files: dense / compressed test acc"],
+                    [r[:7] for r in rows])
+
+
+@summary_row
+def _row_spectral_apps():
+    rows = {r[0]: r for r in markdown_rows("spectral_apps.md", "| run |")}
+    a, b = rows["without --spectral_reg"], rows["with --spectral_reg"]
+    return ["`--spectral_reg` in apps/DWT_model.py (LeNet-300-100, 3 epochs, 1 seed)",
+            "runs, plain model saved", f"{a[2]} / {a[4]} B without, {b[2]} / {b[4]} B with "
+            "(one seed: a plumbing check, not a study)", "runs"]
+
+
+# ---- rendering ------------------------------------------------------------------------------
+
+def render(text):
+    """`text` with every marked table regenerated. Raises ValueError on unknown/missing ones."""
+    found = [m.group("name") for m in MARKER.finditer(text)]
+    unknown = sorted(set(found) - set(TABLES))
+    missing = sorted(set(TABLES) - set(found))
+    if unknown or missing:
+        raise ValueError(f"BENCHMARKS.md markers without a table function: {unknown}; table "
+                         f"functions without markers: {missing}")
+    return MARKER.sub(lambda m: f"<!-- table:{m.group('name')} -->\n"
+                                f"{TABLES[m.group('name')]().rstrip()}\n"
+                                f"<!-- /table:{m.group('name')} -->", text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true",
+                   help="do not write; exit 1 if a table differs from what its files give")
+    p.add_argument("--doc", default=DOC)
+    args = p.parse_args(argv)
+    with open(args.doc) as f:
+        text = f.read()
+    new = render(text)
+    if args.check:
+        if new != text:
+            print(f"{args.doc}: tables differ from benchmarks/results; run "
+                  "python benchmarks/render_benchmarks.py", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        tmp = args.doc + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(new)
+        os.replace(tmp, args.doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
