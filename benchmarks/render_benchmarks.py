@@ -28,7 +28,7 @@ Adding a table (one small function per table):
            return md_table(["a", "b"], [[r["a"], pct(r["b"])] for r in res["rows"]])
 
    Format numbers with the helpers (`pct`, `num`, `mean_std`, ...); timings go through
-   `timing_table` / `timing_note` / `ratio`, which enforce the speed rule below.
+   `timing_note` / `ratio`, which enforce the speed rule below.
 3. Put `<!-- table:my_table -->` and `<!-- /table:my_table -->` where the table belongs in
    BENCHMARKS.md and run this script. A marker without a function, a function without a
    marker, or a missing file is an error.
@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import re
 import statistics
@@ -124,14 +123,6 @@ def num(x, digits=0):
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def sig(x, figures=3):
-    """`x` to `figures` significant figures (thousands separated)."""
-    if x == 0:
-        return "0"
-    digits = max(0, figures - 1 - int(math.floor(math.log10(abs(x)))))
-    return f"{round(x, digits):,.{digits}f}"
-
-
 def mean_std(values, scale=100, digits=2):
     values = [v for v in values if v is not None]
     if not values:
@@ -175,13 +166,25 @@ def _summary():
 
 @summary_row
 def _row_transform():
-    rows = {r[0][0]: r for r in markdown_rows("wavelets.md", "")}
-    a, b = rows["A"], rows["B"]
-    clean = [s.strip("*") for s in (a[4], a[5], b[4], b[5])]
-    return ["`wavedec2`+`waverec2` vs PyWavelets, db4 L3 periodization f32, 64x256x256 "
-            "and 16x256x256x3", "ratio <= 1.0",
-            f"{clean[0]} / {clean[2]} (eager), {clean[1]} / {clean[3]} (one XLA function); "
-            "one run at load 26-33 (`wavelets.md`)", "met (noisy machine)"]
+    f = load("wavelet_modes.json")
+    cells = {r["contender"] for r in f["results"]["rows"] if "ratio_to_pywt" in r}
+    return ["wavelet transforms, every execution mode, fwd+inv vs PyWavelets "
+            f"({len(f['results']['cases'])} cases, {len(cells)} contenders)", "<= 0.5x",
+            _not_quiet(f, "wavelet_modes.json") + "; same-run ratios, indicative only, in its "
+            "[section](#wavelet-transforms)", "to re-measure on a quiet machine"]
+
+
+@summary_row
+def _row_transform_memory():
+    f = load("wavelet_scaling.json")
+    peak = {(r["dims"], r["n"]): r for r in f["results"]["rows"] if r["lib"] == "dwt_keras"}
+    n1 = max(n for d, n in peak if d == 1)
+    n2 = max(n for d, n in peak if d == 2)
+    return [f"`wavedec`+`waverec` peak memory against n ({f['results']['wavelet']}, "
+            f"{f['results']['mode']})", "O(n)",
+            f"peak {num(peak[(1, n1)]['peak_mb_above_baseline'])} MB at {n1:,} samples (1-D), "
+            f"{num(peak[(2, n2)]['peak_mb_above_baseline'])} MB at {n2}x{n2} (2-D); times: "
+            + _not_quiet(f, "wavelet_scaling.json"), "memory: linear in n (see its section)"]
 
 
 # ---- DWT weight compression -----------------------------------------------------------------
@@ -313,9 +316,10 @@ def _row_coefficient_memory():
     forms = load("deployment_lenet300.json")["results"]["deployment"]["forms"]
     return ["`load_compressed(path, form=\"coefficient\")`, weights held in memory",
             "proportional to the kept coefficients",
-            f"{num(forms['coefficient']['weight_bytes'])} B vs {num(forms['dense']['weight_bytes'])}"
-            f" B dense ({num(forms['dense_form']['weight_bytes'])} B for the dense form with its "
-            "masks)", "met"]
+            f"{num(forms['coefficient']['weight_bytes'])} B vs "
+            f"{num(forms['dense']['weight_bytes'])} B dense "
+            f"({num(forms['dense_form']['weight_bytes'])} B for the dense form with its masks)",
+            "met"]
 
 
 # ---- learnable wavelet layers ---------------------------------------------------------------
@@ -346,11 +350,6 @@ def _runs_table(res, metric_name, with_mse=False):
     return md_table(header, rows)
 
 
-@table("learnable_mnist")
-def _learnable_mnist():
-    return _runs_table(load("learnable_mnist.json")["results"], "accuracy")
-
-
 @table("learnable_adding")
 def _learnable_adding():
     return _runs_table(load("learnable_adding.json")["results"], "adding accuracy",
@@ -375,29 +374,30 @@ def _learnable_adding_curves():
 
 
 def _learnable_summary(name, what, target_text):
-    res = load(name)["results"]
-    s = res["summary"]
+    f = load(name)
+    res, s = f["results"], f["results"]["summary"]
     main = s.get("wavelet")
     measured = "; ".join(f"{v} {num(x['params'])} params {mean_std(x['test_accuracy'])} %"
                          for v, x in s.items())
+    asked = _flag(f["meta"]["command"].split(), "--seeds")
+    seeds = f"{main['n']} seeds" + (f" of the {len(asked.split(','))} the command asked for"
+                                    if asked and len(asked.split(",")) != main["n"] else "")
     status = (f"met in {main['met']} of {main['n']} seeds" if main["met"] else
               f"**missed** (0 of {main['n']} seeds)")
-    return [what, target_text, f"{measured} (test, {main['n']} seeds, "
+    return [what, target_text, f"{measured} (test, mean ± std over {seeds}, "
                                f"{_budget(res)})", status]
+
+
+def _flag(argv, key):
+    return argv[argv.index(key) + 1] if key in argv else None
 
 
 def _budget(res):
     flags = res["settings"]["app_flags"]
-    get = lambda k: flags[flags.index(k) + 1] if k in flags else None  # noqa: E731
     if res["settings"]["experiment"] == "mnist":
-        return f"{get('--epochs')} epochs, full training split"
-    return f"{int(get('--epochs')) * int(get('--steps_per_epoch')):,} steps each"
-
-
-@summary_row
-def _row_learnable_mnist():
-    return _learnable_summary("learnable_mnist.json", "MNIST CNN with a learnable wavelet fc1",
-                              "<= 36,100 params, >= 99.1 %")
+        return f"{_flag(flags, '--epochs')} epochs, full training split"
+    return (f"{int(_flag(flags, '--epochs')) * int(_flag(flags, '--steps_per_epoch')):,} "
+            "steps each")
 
 
 @summary_row
@@ -407,71 +407,8 @@ def _row_learnable_adding():
                               "<= 10,000 params, >= 91 %")
 
 
-def timing_table(name, header, row):
-    """The table of a timing file's `rows`, one `row(r)` each; or, when the file is not quiet,
-    the `timing_note` that replaces it."""
-    f = load(name)
-    return timing_note(f["meta"]) or md_table(header, [row(r) for r in f["results"]["rows"]])
-
-
-def _compiled(r):
-    return "XLA" if r["jit"] else "graph"
-
-
-@table("learnable_speed")
-def _learnable_speed():
-    return timing_table(
-        "learnable_speed.json", ["n", "compiled", "Dense ms", "WaveletDense ms (time / Dense)",
-                                 "FastfoodDense ms (time / Dense)"],
-        lambda r: [r["n"], _compiled(r), sig(r["dense_ms"]),
-                   f"{sig(r['wavelet_ms'])} ({r['wavelet_time_vs_dense']:.2f}x)",
-                   f"{sig(r['fastfood_ms'])} ({r['fastfood_time_vs_dense']:.2f}x)"])
-
-
-@table("gru_step")
-def _gru_step():
-    def row(r):
-        ratio_key = next(k for k in r if k.startswith("median_ratio"))
-        return [r["hidden"], r["variant"], _compiled(r), num(r["params"]),
-                sig(r["median_s_per_step"]), f"{r[ratio_key]:.2f}"]
-
-    return timing_table("gru_step.json", ["hidden", "variant", "compiled", "params", "s / step",
-                                          "time / first variant"], row)
-
-
 def _not_quiet(f, name):
     return f"no timing quoted: not quiet, {loads(f['meta'])} (`{name}`)"
-
-
-@summary_row
-def _row_gru_step():
-    f = load("gru_step.json")
-    what = ("structured GRU training step, materialised vs per-step structured recurrent "
-            "matrices, T=150, batch 50")
-    if not f["meta"]["quiet"]:
-        return [what, "faster", _not_quiet(f, "gru_step.json"), "to re-measure (quiet machine)"]
-    rows = f["results"]["rows"]
-    speedups = []
-    for r in rows:
-        if r["variant"] == "wavelet-materialized":
-            base = next(x for x in rows if x["hidden"] == r["hidden"] and x["jit"] == r["jit"]
-                        and x["variant"] == "wavelet-structured")
-            speedups.append(f"hidden {r['hidden']}{' XLA' if r['jit'] else ''}: "
-                            f"{base['median_s_per_step'] / r['median_s_per_step']:.1f}x faster")
-    return [what, "faster", "; ".join(speedups), "measured"]
-
-
-@summary_row
-def _row_learnable_speed():
-    f = load("learnable_speed.json")
-    what = "`WaveletDense` / `FastfoodDense` vs `Dense`, fwd+bwd, batch 128"
-    if not f["meta"]["quiet"]:
-        return [what, "ratios", _not_quiet(f, "learnable_speed.json"),
-                "to re-measure (quiet machine)"]
-    parts = [f"n={r['n']}{' XLA' if r['jit'] else ''}: {r['wavelet_time_vs_dense']:.2f} / "
-             f"{r['fastfood_time_vs_dense']:.2f}x" for r in f["results"]["rows"]]
-    return [what, "ratios", "time / Dense's (wavelet / fastfood): " + "; ".join(parts),
-            "measured"]
 
 
 # ---- W-MSA ----------------------------------------------------------------------------------
@@ -497,8 +434,8 @@ def _row_wmsa_throughput():
     v = load("wmsa_throughput.json")["results"]["wmsa_tiny_fold"]
     return ["W-MSA-tiny vs ViT-tiny throughput, 32x32x3, B=128", "within 2x",
             f"train {ratio(v['train_time_ratio_vs_vit_median'])}, inference "
-            f"{ratio(v['infer_time_ratio_vs_vit_median'])} of ViT's time (one run at load "
-            "20-35: +-30 %)", "met (noisy machine)"]
+            f"{ratio(v['infer_time_ratio_vs_vit_median'])} of ViT's time (one run on a shared "
+            "machine; the file records no load average)", "met (noisy machine)"]
 
 
 SUMMARY2 = "wmsa_accuracy_summary2.json"
@@ -563,7 +500,11 @@ def _wmsa_pilot():
     runs = load("wmsa_fix_pilot.json")["runs"]
     labels = {"fix-subband_rms-klr1-s0-stop3": '`token_norm="subband_rms"`, m = 1',
               "fix-layernorm-klr1-s0-stop3": '`token_norm="layernorm"`, m = 1',
-              "fix-layernorm-klr10-s0-stop3": '`token_norm="layernorm"`, m = 10'}
+              "fix-layernorm-klr10-s0-stop3": '`token_norm="layernorm"`, m = 10',
+              "previous W-MSA (token_norm none, kernel_lr_multiplier 1), first 3 epochs of its "
+              "10-epoch run": "previous W-MSA (no token norm, m = 1; its 10-epoch run)",
+              "ViT-tiny, first 3 epochs of its 10-epoch run":
+                  "ViT-tiny (its 10-epoch run, for reference)"}
     rows = []
     for r in runs:
         label = labels.get(r["run"], r["run"])

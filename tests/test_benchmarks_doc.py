@@ -57,5 +57,5 @@ def test_a_timing_taken_on_a_busy_machine_is_not_quoted():
 def test_number_helpers():
     assert rb.mean_std([0.5, 0.7]) == "60.00 ± 14.14"
     assert rb.mean_std([0.5]) == "50.00"
-    assert rb.sig(6256.49) == "6,260" and rb.sig(0.012345) == "0.0123"
+    assert rb.num(6256.49) == "6,256" and rb.pct(0.9781) == "97.81"
     assert rb.per_seed([0.1, 0.25], digits=1) == "10.0 / 25.0"
