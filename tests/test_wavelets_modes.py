@@ -51,7 +51,7 @@ def test_cd_audio_second_every_mode_and_graph(monkeypatch):
     _bounded_plans(monkeypatch)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 44_100)).astype(np.float32)
-    for mode in W.MODES:
+    for mode in pywt.Modes.modes:
         ref = pywt.wavedec(x.astype(np.float64), "sym8", mode, level=6)
         got = W.wavedec(x, "sym8", mode, level=6)
         for r, g in zip(ref, got):
@@ -133,7 +133,8 @@ def test_inside_keras_fit(jit_compile):
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize(
     "mode,jit",
-    [(m, False) for m in W.MODES] + [(m, True) for m in ("periodization", "symmetric", "antireflect")],
+    [(m, False) for m in pywt.Modes.modes]
+    + [(m, True) for m in ("periodization", "symmetric", "antireflect")],
 )
 def test_gradient_is_the_transposed_matrix(mode, jit):
     n = 150  # above the dense threshold: the custom-gradient kernels
@@ -199,8 +200,9 @@ def test_positional_arguments_in_pywavelets_order():
 
 
 def test_modes_constants_and_per_axis_tuples():
+    assert sorted(W.MODES) == sorted(pywt.Modes.modes)   # every PyWavelets mode, no other
     x = np.random.default_rng(7).standard_normal((2, 30, 36))
-    for name in W.MODES:
+    for name in pywt.Modes.modes:
         const = getattr(pywt.Modes, name)
         np.testing.assert_allclose(W.dwt(x, "db2", const)[1].numpy(), pywt.dwt(x, "db2", name)[1], atol=1e-10)
     wavelets, modes = ("db2", "sym3"), ("periodization", pywt.Modes.symmetric)
