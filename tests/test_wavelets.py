@@ -173,7 +173,13 @@ def test_dwt2_idwt2_single_level(mode):
 )
 def test_float32_tolerance_and_reconstruction(wavelet):
     rng = np.random.default_rng(_seed("f32", wavelet))
-    x = (rng.standard_normal((2, 37, 64)) * 3).astype(np.float32)
+    flen = pywt.Wavelet(wavelet).dec_len
+    # Both axes just above the dense threshold (and different), so the first level runs the
+    # slice (polyphase) kernel along both axes of the 2-D transform, not the dense matrices.
+    threshold = max(W.DENSE_MAX_LEN, 4 * flen)
+    h, w = threshold + 5, threshold + 11
+    assert not _plan.use_dense(h, flen) and not _plan.use_dense(w, flen)
+    x = (rng.standard_normal((2, h, w)) * 3).astype(np.float32)
     scale = float(np.abs(x).max())
     for mode in ("periodization", "zero", "symmetric", "reflect", "periodic"):
         with warnings.catch_warnings():
@@ -183,8 +189,8 @@ def test_float32_tolerance_and_reconstruction(wavelet):
         assert got[0].dtype.name == "float32"
         for r, g in zip(_flat2(ref), _flat2(got)):
             assert np.abs(np.asarray(g) - r).max() <= 1e-5 * scale, (wavelet, mode)
-        rec = np.asarray(W.waverec2(got, wavelet, mode=mode))[:, :37, :64]
-        ref_rec = pywt.waverec2(ref, wavelet, mode)[:, :37, :64]
+        rec = np.asarray(W.waverec2(got, wavelet, mode=mode))[:, :h, :w]
+        ref_rec = pywt.waverec2(ref, wavelet, mode)[:, :h, :w]
         assert np.abs(rec - ref_rec).max() <= 1e-5 * scale, (wavelet, mode)
         # Perfect reconstruction (dmey, an FIR approximation, only nearly).
         pywt_err = np.abs(ref_rec - x).max()
