@@ -288,6 +288,64 @@ def _row_overhead():
 
 # ---- coefficient domain and deployment (sections owned by that work; from its files) ---------
 
+@table("coefficient_fit")
+def _coefficient_fit():
+    f = load("coefficient_domain_fit.json")
+    rows = []
+    for batch, variants in f["results"]["batch_sizes"].items():
+        for name, v in variants.items():
+            if name.startswith("coefficient_"):
+                keep = float(name.split("_")[1])
+                rows.append([f"{100 * keep:g} %", batch, "; ".join(
+                    f"{x['layer']} {num(x['kept'])} ({x['product']})" for x in v["layers"])])
+    return _with_timing_note(md_table(["keep", "batch", "kept coefficients (product) per layer"],
+                                      rows), f["meta"])
+
+
+DEPLOYMENT = "deployment_lenet300.json"
+
+
+def _with_timing_note(table_md, meta):
+    """A table without timings, followed by the sentence saying why (when not quiet)."""
+    note = timing_note(meta)
+    return table_md if note is None else f"{table_md}\n\n{note}"
+
+
+@table("deployment_forms")
+def _deployment_forms():
+    f = load(DEPLOYMENT)
+    forms = f["results"]["deployment"]["forms"]
+    names = {"dense": "dense model",
+             "dense_form": "`load_compressed(p)` (dense form, masks attached)",
+             "coefficient": '`load_compressed(p, form="coefficient")`'}
+    rows = [[label, f"{pct(forms[k]['test_accuracy'])} %", num(forms[k]["weight_bytes"]),
+             num(forms[k]["macs_per_sample"])] for k, label in names.items()]
+    return _with_timing_note(
+        md_table(["form", "test acc.", "weight bytes held", "multiply-adds / sample"], rows),
+        f["meta"])
+
+
+@table("deployment_files")
+def _deployment_files():
+    f = load(DEPLOYMENT)
+    r = f["results"]
+    lite = r["litert"]
+    names = {"coefficient_int8": "coefficient form, int8 values",
+             "coefficient_float32": "coefficient form, float32 values",
+             "dense_float32": "dense float32 (converter)",
+             "dense_dynamic_int8": "dense, dynamic-range int8 (converter)"}
+    rows = [[label, num(lite[k]["bytes"]), num(lite[k]["bytes_zipped"]),
+             f"{pct(lite[k]['test_accuracy_tf_lite'])} %"] for k, label in names.items()]
+    t = r["tfmot"]
+    rows.append([f"tfmot {t['tfmot']} pruning to the same per-layer budget, stripped, "
+                 "dynamic-range int8", num(t["bytes"]), num(t["bytes_zipped"]),
+                 f"{pct(t['test_accuracy'])} %"])
+    for bits, q in r["keras_quantize"].items():
+        rows.append([f'Keras 3 `model.quantize("{bits}")` (.keras)', num(q["bytes_keras"]),
+                     num(q["bytes_keras_zip"]), f"{pct(q['test_accuracy'])} %"])
+    return _with_timing_note(md_table(["file", "bytes", "zipped", "test acc."], rows), f["meta"])
+
+
 @summary_row
 def _row_coefficient_fit():
     f = load("coefficient_domain_fit.json")
