@@ -134,6 +134,7 @@ def _tags(path):
     return acc
 
 
+@pytest.mark.slow
 def test_pipeline_with_extras_tensorboard_saliency_export(tmp_path, tiny_data_env):
     report = run_compression_experiment(CompressionConfig(
         **PIPELINE, save_dir=str(tmp_path / "runs"), log_dir=str(tmp_path / "tb"),
@@ -171,6 +172,7 @@ def test_pipeline_with_extras_tensorboard_saliency_export(tmp_path, tiny_data_en
         pytest.approx(report["compressed"]["coefficient_sparsity"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_pipeline_init_from_compressed_file(tmp_path, tiny_data_env):
     first = run_compression_experiment(CompressionConfig(**PIPELINE, save_dir=str(tmp_path / "a")))
     second = run_compression_experiment(CompressionConfig(
@@ -239,6 +241,44 @@ def test_the_operating_point_is_the_smallest_file_within_the_validation_bar(tmp_
         assert op["chosen_stage"] == 0 and len(op["stages"]) == 1
 
 
+def test_the_walk_restarts_a_decaying_schedule_and_records_a_curve_past_the_bar(
+        tmp_path, tiny_data_dir):
+    config = CompressionConfig(
+        dataset="mnist", data_dir=str(tiny_data_dir), model="mlp", mlp_widths=(32,), epochs=2,
+        retrain_epochs=1, batch_size=64, max_train_samples=512, max_eval_samples=200,
+        latency_repeats=2, keep_ratio=0.05, stage_factor=0.3, stage_epochs=2,
+        min_keep_ratio=0.0005, max_accuracy_drop=0.0, stages_past_bar=1,
+        lr_schedule="warmup_cosine", plots=False, verbose=0, save_dir=str(tmp_path))
+    report = run_compression_experiment(config)
+    op = report["operating_point"]
+    stages = op["stages"]
+    # warmup_cosine ends the retraining at a rate of 0: each stage restarts it, so the stages
+    # retrain (the rate at the end of a stage's first epoch is mid-cosine, not 0)
+    assert op["schedule_restarted_per_stage"]
+    for s in stages[1:]:
+        assert len(s["learning_rate"]) == 2 and s["learning_rate"][0] > 0.1 * config.lr
+    # ~100 of 25,450 coefficients cannot hold the dense accuracy: the walk misses the bar ...
+    misses = [s["stage"] for s in stages if not s["within_bar"]]
+    assert misses, stages
+    first_miss = misses[0]
+    # ... walks exactly one stage past it (unless min_keep_ratio ends it) and never chooses one
+    assert len(stages) == first_miss + 2 or \
+        stages[-1]["keep_ratio"] * config.stage_factor < config.min_keep_ratio
+    assert [s["past_bar"] for s in stages] == [s["stage"] > first_miss for s in stages]
+    assert op["chosen_stage"] < first_miss if op["met"] else op["chosen_stage"] == 0
+    chosen = stages[op["chosen_stage"]]
+    # the stored file is the chosen stage's (the model was restored from the later stages)
+    assert report["compressed"]["bytes_compressed_file"] == chosen["bytes_compressed_file"]
+    assert report["compressed"]["test_accuracy"] == pytest.approx(chosen["test_accuracy"])
+    kept = [s["kept_coefficients"] for s in stages]
+    assert kept == sorted(kept, reverse=True)
+    # a constant rate continues the retraining's optimizer
+    assert not run_compression_experiment(dataclasses.replace(
+        config, lr_schedule="constant", stages_past_bar=0, max_accuracy_drop=100.0,
+        min_keep_ratio=0.01))["operating_point"]["schedule_restarted_per_stage"]
+
+
+@pytest.mark.slow
 def test_serving_forms_litert_export_and_coefficient_domain_retraining(tmp_path, tiny_data_dir):
     from dwt_keras.compression.litert import evaluate_litert
 
