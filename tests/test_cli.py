@@ -84,6 +84,7 @@ def test_bad_values_fail_at_parse_time_or_as_one_line():
 @pytest.mark.parametrize("app", ["DWT_model.py", "wmsa_cifar10.py", "learnable_wavelet.py",
                                  "spectral_study.py", "compression_sweep.py", "tune.py",
                                  "compare_models.py"])
+@pytest.mark.slow
 def test_every_app_prints_its_flags_and_one_line_errors(app, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.pop("PYTHONPATH", None)  # the apps run from a checkout as documented

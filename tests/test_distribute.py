@@ -75,6 +75,7 @@ def _run(script, args, timeout):
     return json.loads(line[len("RESULT"):])
 
 
+@pytest.mark.slow
 def test_mirrored_two_logical_cpus_with_compression_and_tensorboard(tmp_path, tiny_data_env):
     out = _run(MIRRORED_SCRIPT, [str(tmp_path / "tb"), str(tmp_path / "runs")], timeout=500)
     assert out["strategy"]["class"] == "MirroredStrategy"

@@ -82,6 +82,7 @@ def test_auto_penalises_dct_coefficients_during_dense_training():
     assert block["basis_during_dense_training"] == "dct"
 
 
+@pytest.mark.slow
 def test_stored_batchnorm_statistics_are_recalibrated_on_the_pruned_quantised_model(
         tmp_path, tiny_data_dir):
     config = CompressionConfig(

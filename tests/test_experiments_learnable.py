@@ -67,6 +67,7 @@ def test_config_validation_fails_before_any_work(kwargs, match):
         LearnableConfig(**kwargs).validate()
 
 
+@pytest.mark.slow
 def test_sequence_tasks_run_and_report(tmp_path):
     for task, rnn in (("adding", "wavelet"), ("copy", "fastfood")):
         cfg = LearnableConfig(
@@ -103,6 +104,7 @@ def test_sequential_mnist_reads_pixels_in_order(tmp_path, monkeypatch):
     assert report["params"] == 3 * (1 * 8 + 8 * 8 + 2 * 8) + 8 * 10 + 10
 
 
+@pytest.mark.slow
 def test_app_mnist_writes_report_model_and_filter_plot(tmp_path, tiny_data_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO), "DWT_KERAS_DATA_DIR": str(tiny_data_dir)}
     cmd = [

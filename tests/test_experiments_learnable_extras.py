@@ -127,6 +127,7 @@ def _adding(tmp_path, **kw):
         (dict(export="onnx"), "must be one of none, tflite, savedmodel"),
     ],
 )
+@pytest.mark.slow
 def test_bad_extras_fail_before_any_work(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LearnableConfig(**kwargs).validate()
@@ -205,7 +206,9 @@ def test_smnist_truncates_the_image_before_serialisation(tmp_path, monkeypatch):
     assert high[:2].max() < 1e-6 and high[2:4].min() > 0.05  # 2 steps per epoch
 
 
+@pytest.mark.slow
 def test_mnist_regularisation_augmentation_lr_schedule_saliency_export(tmp_path, small_mnist, monkeypatch):
+    import dwt_keras.experiments.run as engine_run
     import dwt_keras.training.augmentation as augmentation
 
     zero_shares = []
@@ -219,7 +222,8 @@ def test_mnist_regularisation_augmentation_lr_schedule_saliency_export(tmp_path,
         out = original(ds, *args, **kwargs)
         return out.map(lambda x, y: (tf.ensure_shape(tf.py_function(record, [x], tf.float32), x.shape), y))
 
-    monkeypatch.setattr(augmentation, "augment_training_dataset", recording)
+    # the engine imported the function at module level: replace it where the engine calls it
+    monkeypatch.setattr(engine_run, "augment_training_dataset", recording)
     cfg = _mnist(tmp_path, fc1="fastfood", epochs=2, lr_schedule="cosine", lr_decay=1.0, l2=1e-3, dropout=0.1,
                  batch_norm=True, augment="mnist", saliency_images=1, export="tflite")
     report = run_learnable(cfg)
@@ -262,6 +266,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, small_mnist)
     assert val_acc == pytest.approx(report["history"]["val_accuracy"][0])
 
 
+@pytest.mark.slow
 def test_ensemble_averages_member_logits(tmp_path, small_mnist):
     import dwt_keras.training.ensemble  # noqa: F401 -- registers LogitAverage for loading
 
@@ -294,6 +299,7 @@ def test_cross_validation_reports_mean_of_fold_test_accuracies(tmp_path, small_m
     assert (run / "report.json").is_file() and not (run / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_adding_init_from_freeze_l2_and_a_reported_tflite_failure(tmp_path):
     first = run_learnable(_adding(tmp_path, l2=1e-3, export="tflite"))
     assert first["regularization"]["penalized_layers"] == ["readout"]
@@ -316,6 +322,7 @@ def test_adding_init_from_freeze_l2_and_a_reported_tflite_failure(tmp_path):
         run_learnable(_adding(tmp_path, experiment="copy", init_from=str(src)))
 
 
+@pytest.mark.slow
 def test_app_flags(tmp_path):
     """The flags of apps/learnable_wavelet.py are LearnableConfig's: defaults per experiment,
     a schedule replacing the step decay, flag files, and one-line errors before any work."""

@@ -131,6 +131,7 @@ APP_TINY = ["--model", "mlp", "--mlp_widths", "32,16", "--max_train_samples", "2
             "--latency_repeats", "2", "--noplots", "--verbose", "0"]
 
 
+@pytest.mark.slow
 def test_dwt_model_app_with_spectral_reg_end_to_end(tmp_path, tiny_data_env):
     import keras
 
@@ -195,6 +196,7 @@ def test_dwt_model_app_rejects_bad_spectral_flags_before_loading_data(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.slow
 def test_compression_sweep_app_with_spectral_reg(tmp_path, tiny_data_env):
     r = _run_app("compression_sweep.py", [
         "--model", "mlp", "--epochs", "2", "--spectral_reg", "--truncation_epochs", "1",
@@ -246,6 +248,7 @@ def test_compression_hypermodel_trial_follows_the_tau_schedule():
     assert find_truncation_layers(model) == []
 
 
+@pytest.mark.slow
 def test_search_with_spectral_reg(tmp_path, tiny_data_env):
     from dwt_keras.tuning import search
 

@@ -88,6 +88,7 @@ def test_run_study_records_reach_logic_and_writes_json_and_markdown(tmp_path):
     (dict(model="wmsa", l2=1e-3), "CNN only"),
     (dict(model="wmsa", batch_norm=True), "CNN only"),
 ])
+@pytest.mark.slow
 def test_config_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         StudyConfig(**kw).validate()

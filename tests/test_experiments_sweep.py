@@ -4,6 +4,7 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 
 from dwt_keras.experiments import sweep
 
@@ -22,6 +23,7 @@ def test_select_rows_takes_smallest_file_within_validation_tolerance():
     assert selected["identity"] is None
 
 
+@pytest.mark.slow
 def test_run_sweep_measures_reloaded_files_and_writes_outputs(tmp_path, tiny_data_dir):
     result = sweep.run_sweep(sweep.SweepConfig(
         data_dir=str(tiny_data_dir), model="mlp", mlp_widths=(32,), epochs=2, batch_size=64,

@@ -101,6 +101,7 @@ def _by_key(model):
         (dict(early_stopping_patience=2, validation_split=0.0), "validation split"),
     ],
 )
+@pytest.mark.slow
 def test_bad_extras_fail_before_training(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         _cfg(tmp_path, **kw).validate()
@@ -232,6 +233,7 @@ def test_early_stopping_continues_its_count_after_a_resume(tmp_path):
 # --------------------------------------------------------------------------- #
 # End to end
 # --------------------------------------------------------------------------- #
+@pytest.mark.slow
 def test_spectral_run_resumes_with_tau_on_schedule_and_saves_plain_classifier(tmp_path, tiny_data_env):
     from dwt_keras.spectral.schedule import find_truncation_layers, tau_at
 
@@ -315,6 +317,7 @@ def test_transfer_and_regularisation_then_export_of_the_finished_run(
     assert export["bytes"] == os.path.getsize(export["path"]) and export["latency_ms_per_batch"] > 0
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_on_a_plateau_and_reports_the_best_epoch(tmp_path, tiny_data_env):
     # lr 1e-9: the predictions cannot change, so val_accuracy never improves after epoch 1.
     cfg = _vit(tmp_path, epochs=5, lr=1e-9, lr_schedule="constant", warmup_epochs=0,
@@ -469,6 +472,7 @@ def test_levels_too_deep_for_the_data_fail_before_training(tmp_path, tiny_data_e
         ("--epochs=-1", ["error: --epochs must be >= 0", "(see --help)"]),
     ],
 )
+@pytest.mark.slow
 def test_app_rejects_bad_flags_with_clear_message(tmp_path, flag, expected):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(

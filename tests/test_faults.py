@@ -58,6 +58,7 @@ def _wait_for_phase(save_dir, phase, proc, timeout=240):
     raise AssertionError(f"phase {phase!r} not reached")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["dense training", "retraining with the masks held"])
 def test_ctrl_c_in_a_phase_marks_the_run_and_says_where_it_is(tmp_path, tiny_data_dir, phase):
     save = tmp_path / "runs"
@@ -133,6 +134,7 @@ def test_signals_while_writing_the_compressed_file(tmp_path, tiny_data_dir):
     assert sorted(s["state"] for s in skipped) == ["interrupted", "interrupted"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_wmsa_run_resumes_with_the_same_command(tmp_path, tiny_data_dir):
     save = tmp_path / "wmsa"
     cmd = [sys.executable, "apps/wmsa_cifar10.py", "--model=vit", "--model_size=custom",
@@ -186,6 +188,7 @@ def _full(*args, **kwargs):
     ("dwt_keras.compression.report.plot_training_curves", "training_curves.png"),
     ("dwt_keras.experiments.run.atomic_write_json", "status.json"),
 ])
+@pytest.mark.slow
 def test_a_full_disk_names_the_file_and_keeps_what_was_measured(tmp_path, tiny_data_dir,
                                                                 monkeypatch, target, name):
     import importlib
@@ -224,6 +227,7 @@ def test_epochs_zero_and_a_bad_dataset_create_nothing(tmp_path, tiny_data_dir):
     assert not save.exists()
 
 
+@pytest.mark.slow
 def test_seeded_runs_repeat_exactly(tmp_path, tiny_data_dir):
     from dwt_keras.experiments.transformer import TransformerConfig, run_transformer
 

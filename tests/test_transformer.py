@@ -353,6 +353,7 @@ def test_token_norm_equalises_subband_scales_at_init():
         assert np.allclose(ratio, ratio[:, :1, :1], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_kernel_lr_multiplier_same_kernel_and_faster_learning():
     x = _images((8, 32, 32, 3))
     y = np.arange(8) % 3
@@ -386,6 +387,7 @@ def test_kernel_lr_multiplier_same_kernel_and_faster_learning():
     assert 5.0 < np.median(moved[10.0] / np.maximum(moved[1.0], 1e-12)) < 15.0
 
 
+@pytest.mark.slow
 def test_training_steps_lower_the_loss():
     x = _images((16, 32, 32, 3))
     y = np.arange(16) % 4
@@ -411,6 +413,7 @@ def test_kernel_parameters_receive_gradients():
     assert all(g is not None and np.any(np.asarray(g) != 0) for g in grads)
 
 
+@pytest.mark.slow
 def test_mixed_precision_forward_and_step():
     x = _images((4, 32, 32, 3))
     y = np.arange(4) % 3

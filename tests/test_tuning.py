@@ -67,6 +67,7 @@ def _rows(project_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_random_search_resumes_and_writes_results(tmp_path, tiny_data_env, monkeypatch):
     from dwt_keras.tuning import hypermodels
 
@@ -158,6 +159,7 @@ def test_hyperband_two_trials(tmp_path, tiny_data_env):
             float(r["val_accuracy"]) + 0.01 * np.log10(float(r["compression_ratio"])), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_wmsa_hypermodel_builds_and_fits():
     import keras_tuner
 
@@ -194,6 +196,7 @@ def _app_env(**extra):
     (["--strategy", "horovod"], "default|mirrored|multi_worker|tpu"),
     (["--max_trials", "0"], "max_trials"),
 ])
+@pytest.mark.slow
 def test_tune_app_rejects_bad_flags_before_training(tmp_path, argv, match):
     proc = subprocess.run([sys.executable, "apps/tune.py", "--save_dir", str(tmp_path), *argv],
                           cwd=ROOT, env=_app_env(), capture_output=True, text=True, timeout=120)

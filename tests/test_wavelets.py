@@ -1,11 +1,13 @@
 """PyWavelets-oracle tests for dwt_keras.wavelets.
 
 Every discrete wavelet of ``pywt.wavelist(kind='discrete')`` is checked in
-every supported mode, for 1-D (single and multi level) and 2-D (multi level,
-non-square) transforms, against PyWavelets in float64. Sizes are drawn per
-wavelet with a seeded RNG from three classes: shorter than the filter, odd,
-and even/longer than the filter, so the boundary handling is exercised for
-every mode.
+every supported mode for 1-D (single and multi level) transforms, against
+PyWavelets in float64. Sizes are drawn per wavelet with a seeded RNG from three
+classes: shorter than the filter, odd, and even/longer than the filter, so the
+boundary handling is exercised for every mode. The 2-D and the slice-kernel
+tests (which consume the same per-axis plans) give each wavelet a rotating
+share of the modes in the default run, so every wavelet and every mode is
+covered; ``python -m pytest -m slow`` runs their full wavelet x mode grid.
 """
 
 import warnings
@@ -24,6 +26,13 @@ WAVELETS = pywt.wavelist(kind="discrete")
 # `W.MODES` fails here instead of silently leaving the tests.
 MODES = tuple(pywt.Modes.modes)
 F64_TOL = 1e-10
+
+
+def _rotating_modes(wavelet, k):
+    """`k` of the modes for `wavelet`, rotating through MODES along WAVELETS (every mode is
+    covered by about len(WAVELETS) * k / len(MODES) wavelets of all families)."""
+    i = WAVELETS.index(wavelet)
+    return [MODES[(k * i + j) % len(MODES)] for j in range(k)]
 
 
 def _seed(*parts):
@@ -97,22 +106,32 @@ def test_dwt_idwt_wavedec_waverec_match_pywt(wavelet):
         _assert_reconstructs(x, np.asarray(rec)[:n], ref_rec[:n], f"{wavelet}/{mode}")
 
 
+def _check_polyphase(wavelet, modes, monkeypatch):
+    monkeypatch.setattr(_plan, "use_dense", lambda n, filter_len: False)
+    for mode in modes:
+        rng = np.random.default_rng(_seed("poly", wavelet, mode))
+        n = _lengths(wavelet, mode)[int(rng.integers(0, 3))]
+        _check_dwt_idwt(rng.standard_normal((2, n)), wavelet, mode, f"{wavelet}/{mode}/n={n}")
+
+
 @pytest.mark.parametrize("wavelet", WAVELETS)
 def test_polyphase_kernel_matches_pywt(wavelet, monkeypatch):
     """The slice (polyphase) kernel used for long axes, forced on short lengths
     too (multiple wrap-arounds of the extension).
 
-    Its cost grows with the filter length, so each wavelet gets three of the
+    Its cost grows with the filter length, so each wavelet gets one of the
     modes, rotating through the list: every wavelet and every mode is covered
-    (each mode by ~35 wavelets of all families); the (wavelet, mode) plans it
-    consumes are checked on the full grid by the dense-kernel test above.
+    (each mode by ~12 wavelets of all families); the (wavelet, mode) plans it
+    consumes are checked on the full grid by the dense-kernel test above, and
+    the slow run takes every mode (test_polyphase_kernel_full_grid).
     """
-    monkeypatch.setattr(_plan, "use_dense", lambda n, filter_len: False)
-    i = WAVELETS.index(wavelet)
-    for mode in [MODES[(3 * i + k) % len(MODES)] for k in range(3)]:
-        rng = np.random.default_rng(_seed("poly", wavelet, mode))
-        n = _lengths(wavelet, mode)[int(rng.integers(0, 3))]
-        _check_dwt_idwt(rng.standard_normal((2, n)), wavelet, mode, f"{wavelet}/{mode}/n={n}")
+    _check_polyphase(wavelet, _rotating_modes(wavelet, 1), monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wavelet", WAVELETS)
+def test_polyphase_kernel_full_grid(wavelet, monkeypatch):
+    _check_polyphase(wavelet, MODES, monkeypatch)
 
 
 def test_both_kernels_on_long_axes():
@@ -127,8 +146,19 @@ def test_both_kernels_on_long_axes():
 
 @pytest.mark.parametrize("wavelet", WAVELETS)
 def test_wavedec2_waverec2_match_pywt_non_square(wavelet):
+    """Three modes per wavelet, rotating (each mode by ~35 wavelets); the slow run: all."""
+    _check_wavedec2_non_square(wavelet, _rotating_modes(wavelet, 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wavelet", WAVELETS)
+def test_wavedec2_waverec2_full_grid(wavelet):
+    _check_wavedec2_non_square(wavelet, MODES)
+
+
+def _check_wavedec2_non_square(wavelet, modes):
     flen = pywt.Wavelet(wavelet).dec_len
-    for mode in MODES:
+    for mode in modes:
         rng = np.random.default_rng(_seed("2d", wavelet, mode))
         # Capped at 40 so this stays on the (cheap) dense kernel; the slice
         # kernel is covered in 1-D above and in the float32 test below.
