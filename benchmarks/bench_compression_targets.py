@@ -38,6 +38,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = {
     "standard": [],
     "identity": ["--wavelet=identity"],
+    # a longer dense training with a decaying rate (the candidate LeNet-5 recipe)
+    "cosine20": ["--epochs=20", "--lr_schedule=cosine"],
     # one piece off at a time
     "ablation_fixed_keep": ["--max_accuracy_drop=-1"],      # no operating-point walk
     "ablation_haar": ["--wavelet=haar"],                    # one wavelet instead of auto

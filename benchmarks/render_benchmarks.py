@@ -286,6 +286,127 @@ def _row_overhead():
             "**missed** (noisy machine)"]
 
 
+# ---- the standard commands' operating point (issue 12) ---------------------------------------
+
+#: Issue 12's targets per config: (ratio target, accuracy rule, its words).
+TARGETS = {
+    "mnist_lenet300": (150.0, lambda r: r["drop_points"] <= 0.3, "<= 0.3 pt below dense (test)"),
+    "mnist_lenet5": (200.0, lambda r: r["test_error"] <= 0.010, "<= 1.0 % test error"),
+}
+
+
+def _target_runs(config):
+    f = load(f"compression_targets_{config}.json")
+    runs = {}
+    for r in f["results"]["runs"]:
+        runs.setdefault(r["variant"], []).append(r)
+    return f, runs
+
+
+def _target_table(config):
+    f, runs = _target_runs(config)
+    ratio_target, ok, words = TARGETS[config]
+    rows = []
+    for variant, rs in runs.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        met = sum(r["compression_ratio"] >= ratio_target and ok(r) for r in rs)
+        rows.append([
+            variant, ", ".join(str(r["seed"]) for r in rs),
+            mean_std([r["dense_test_accuracy"] for r in rs]),
+            mean_std([r["compressed_test_accuracy"] for r in rs]),
+            per_seed([r["drop_points"] / 100 for r in rs]),
+            " / ".join(num(r["bytes_compressed_file"]) for r in rs),
+            " / ".join(f"{r['compression_ratio']:.1f}x" for r in rs),
+            " / ".join(f"{r['keep_ratio']:.4g}" for r in rs),
+            f"{met} of {len(rs)}"])
+    return md_table(["variant", "seeds", "dense test %", "compressed test %",
+                     "drop (pt) per seed", "file bytes per seed", "ratio per seed",
+                     "chosen keep per seed", f"target met ({ratio_target:g}x, {words})"], rows)
+
+
+def _target_bytes(config):
+    _, runs = _target_runs(config)
+    rows = []
+    for variant, rs in runs.items():
+        for r in sorted(rs, key=lambda r: r["seed"]):
+            parts = r["storage"]["parts"]
+            rows.append([variant, r["seed"], num(r["bytes_compressed_file"])]
+                        + [num(parts[k]["coded"]) if k in parts else "-" for k in
+                           ("positions", "values", "codebooks", "dense", "header",
+                            "architecture")]
+                        + [", ".join(f"{p['layer']} {p['basis_name']}" for p in r["plan"]),
+                           ", ".join(f"{k} {v}" for k, v in (r["bits"] or {}).items())
+                           if isinstance(r["bits"], dict) else str(r["bits"])])
+    return md_table(["variant", "seed", "file", "positions", "values", "codebooks",
+                     "biases / dense", "header", "architecture", "basis per layer",
+                     "k-means bits"], rows)
+
+
+def _target_stages(config):
+    _, runs = _target_runs(config)
+    rows = []
+    for variant, rs in runs.items():
+        for r in sorted(rs, key=lambda r: r["seed"]):
+            op = r["operating_point"]
+            if not op:
+                continue
+            rows.append([variant, r["seed"], pct(op["val_accuracy_bar"]), " → ".join(
+                f"{s['keep_ratio']:.3g}: {pct(s['val_accuracy'])} % / "
+                f"{num(s['bytes_compressed_file'])} B{'' if s['within_bar'] else ' (below)'}"
+                for s in op["stages"]),
+                op["chosen_stage"]])
+    return md_table(["variant", "seed", "validation bar %",
+                     "stages: keep: validation % / bytes at 6 bits", "chosen stage"], rows)
+
+
+def _span(values, fmt):
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if lo == hi else fmt.format(lo) + "-" + fmt.format(hi)
+
+
+def _target_row(config, title):
+    _, runs = _target_runs(config)
+    ratio_target, ok, words = TARGETS[config]
+    rs = runs["standard"]
+    ratio_met = sum(r["compression_ratio"] >= ratio_target for r in rs)
+    accuracy_met = sum(bool(ok(r)) for r in rs)
+    met = sum(r["compression_ratio"] >= ratio_target and ok(r) for r in rs)
+    if met == len(rs) and len(rs) >= 3:
+        status = "met (3 of 3 seeds)" if len(rs) == 3 else f"met ({met} of {len(rs)} seeds)"
+    elif met:
+        status = f"met in {met} of {len(rs)} seeds"
+    else:
+        status = (f"**missed**: ratio met in {ratio_met} of {len(rs)}, accuracy in "
+                  f"{accuracy_met} of {len(rs)} seed(s)")
+    ident = runs.get("identity")
+    text = (f"{_span([r['compression_ratio'] for r in rs], '{:.1f}')}x at "
+            f"{mean_std([r['compressed_test_accuracy'] for r in rs])} % test (dense "
+            f"{mean_std([r['dense_test_accuracy'] for r in rs])} %), {len(rs)} seed(s)")
+    if ident:
+        unmet = sum(not (r["operating_point"] or {}).get("met", True) for r in ident)
+        text += (f"; identity (magnitude pruning), same command: "
+                 f"{_span([r['compression_ratio'] for r in ident], '{:.1f}')}x at "
+                 f"{mean_std([r['compressed_test_accuracy'] for r in ident])} %, "
+                 f"{len(ident)} seed(s)" + (f" (its first stage below the validation bar in "
+                                            f"{unmet})" if unmet else ""))
+    return [title, f">= {ratio_target:g}x, {words}", text, status]
+
+
+TARGET_TITLES = {
+    "mnist_lenet300": "MNIST LeNet-300-100, the standard command "
+                      "(`--flagfile=configs/mnist_lenet300.cfg`)",
+    "mnist_lenet5": "MNIST Caffe LeNet-5, the standard command "
+                    "(`--flagfile=configs/mnist_lenet5.cfg`)",
+}
+
+for _config in TARGETS:   # three tables and a summary row per standard config
+    _short = _config.replace("mnist_", "")
+    table(f"targets_{_short}")(lambda c=_config: _target_table(c))
+    table(f"targets_{_short}_bytes")(lambda c=_config: _target_bytes(c))
+    table(f"targets_{_short}_stages")(lambda c=_config: _target_stages(c))
+    summary_row(lambda c=_config: _target_row(c, TARGET_TITLES[c]))
+
+
 # ---- coefficient domain and deployment (sections owned by that work; from its files) ---------
 
 @table("coefficient_fit")
