@@ -392,6 +392,25 @@ def _target_row(config, title):
     return [title, f">= {ratio_target:g}x, {words}", text, status]
 
 
+@table("coder_vs_nncodec")
+def _coder_vs_nncodec():
+    res = load("compressed_file.json")["results"]
+    rows = []
+    for r in res["rows"]:
+        head = [r["model"], f"{100 * r['keep']:g} %"]
+        for key, name in (("format1", "format 1 (lzma over varints, 6-bit k-means)"),
+                          ("format3", "format 3 (range-coded positions, 6-bit k-means)"),
+                          ("format3_chosen_bits", "format 3, bits per layer on validation")):
+            v = r[key]
+            rows.append(head + [name, num(v["kept_coefficient_bytes"]), num(v["bytes"]),
+                                pct(v["test_accuracy"])])
+        for v in r["nncodec"]:
+            rows.append(head + [f"NNCodec (DeepCABAC), QP {v['qp']}",
+                                num(v["kept_coefficient_bytes"]), "-", pct(v["test_accuracy"])])
+    return md_table(["model", "keep", "coder of the kept coefficients",
+                     "kept-coefficient bytes", "whole file bytes", "test %"], rows)
+
+
 TARGET_TITLES = {
     "mnist_lenet300": "MNIST LeNet-300-100, the standard command "
                       "(`--flagfile=configs/mnist_lenet300.cfg`)",
