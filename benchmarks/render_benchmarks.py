@@ -292,6 +292,8 @@ def _row_overhead():
 TARGETS = {
     "mnist_lenet300": (150.0, lambda r: r["drop_points"] <= 0.3, "<= 0.3 pt below dense (test)"),
     "mnist_lenet5": (200.0, lambda r: r["test_error"] <= 0.010, "<= 1.0 % test error"),
+    "cifar10_subset_resnet20": (30.0, lambda r: r["drop_points"] <= 1.0,
+                                "<= 1.0 pt below dense (test)"),
 }
 
 
@@ -416,10 +418,12 @@ TARGET_TITLES = {
                       "(`--flagfile=configs/mnist_lenet300.cfg`)",
     "mnist_lenet5": "MNIST Caffe LeNet-5, the standard command "
                     "(`--flagfile=configs/mnist_lenet5.cfg`)",
+    "cifar10_subset_resnet20": "cifar10_subset ResNet-20, "
+                               "`--flagfile=configs/cifar10_subset_resnet20.cfg` (issue 15)",
 }
 
 for _config in TARGETS:   # three tables and a summary row per standard config
-    _short = _config.replace("mnist_", "")
+    _short = _config.replace("mnist_", "").replace("cifar10_subset_", "")
     table(f"targets_{_short}")(lambda c=_config: _target_table(c))
     table(f"targets_{_short}_bytes")(lambda c=_config: _target_bytes(c))
     table(f"targets_{_short}_stages")(lambda c=_config: _target_stages(c))
