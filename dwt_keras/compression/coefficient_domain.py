@@ -59,7 +59,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import json
 
 import keras
 import numpy as np
@@ -716,7 +715,7 @@ def to_dense(model):
     if not coefficient_layers and old_state is None:
         raise ValueError(f"Model '{model.name}' has no WaveletDomainDense layer and no "
                          "CompressionState: nothing to convert.")
-    replacements, kernels = {}, {}
+    replacements = {}
     for name, l in coefficient_layers.items():
         replacements[name] = keras.layers.Dense(
             l.units, activation=l.activation, use_bias=l.use_bias,
