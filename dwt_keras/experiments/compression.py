@@ -593,12 +593,16 @@ def walk_operating_points(run, model, config, splits, train, validation, steps_p
             run.say(f"[operating point] keep {keep:.4g}: validation accuracy {accuracy:.4f} "
                     f"(bar {bar:.4f}), {info['bytes']:,} B"
                     + (" (past the bar: curve only)" if stage["past_bar"] else ""))
-            if index == 0:
-                first = snapshot()
             smaller = best is None or \
                 stage["bytes_compressed_file"] < best[0]["bytes_compressed_file"]
-            if first_miss is None and smaller:
-                best = (stage, *snapshot())
+            keep_best = first_miss is None and smaller
+            # one copy of the weights per kept stage; stage 0's is the fallback when no stage
+            # is within the bar
+            snap = snapshot() if index == 0 or keep_best else None
+            if index == 0:
+                first = snap
+            if keep_best:
+                best = (stage, *snap)
             next_keep = keep * config.stage_factor
             if (first_miss is not None and index - first_miss >= config.stages_past_bar) \
                     or next_keep < config.min_keep_ratio:
