@@ -297,6 +297,11 @@ TARGETS = {
 }
 
 
+def _meets(config, r):
+    ratio_target, ok, _ = TARGETS[config]
+    return r["compression_ratio"] >= ratio_target and bool(ok(r))
+
+
 def _target_runs(config):
     f = load(f"compression_targets_{config}.json")
     runs = {}
@@ -307,11 +312,11 @@ def _target_runs(config):
 
 def _target_table(config):
     f, runs = _target_runs(config)
-    ratio_target, ok, words = TARGETS[config]
+    ratio_target, _, words = TARGETS[config]
     rows = []
     for variant, rs in runs.items():
         rs = sorted(rs, key=lambda r: r["seed"])
-        met = sum(r["compression_ratio"] >= ratio_target and ok(r) for r in rs)
+        met = sum(_meets(config, r) for r in rs)
         rows.append([
             variant, ", ".join(str(r["seed"]) for r in rs),
             mean_std([r["dense_test_accuracy"] for r in rs]),
@@ -372,7 +377,7 @@ def _target_row(config, title):
     rs = runs["standard"]
     ratio_met = sum(r["compression_ratio"] >= ratio_target for r in rs)
     accuracy_met = sum(bool(ok(r)) for r in rs)
-    met = sum(r["compression_ratio"] >= ratio_target and ok(r) for r in rs)
+    met = sum(_meets(config, r) for r in rs)
     if met == len(rs) and len(rs) >= 3:
         status = "met (3 of 3 seeds)" if len(rs) == 3 else f"met ({met} of {len(rs)} seeds)"
     elif met:
