@@ -11,7 +11,7 @@ gives). Results go to `benchmarks/results/compression_targets_<config>.json` thr
     python benchmarks/bench_compression_targets.py --config mnist_lenet300 --seeds 0,1,2 \
         --variants standard,identity --data_dir ../shared/data
     python benchmarks/bench_compression_targets.py --config mnist_lenet300 --seeds 0 \
-        --variants ablation_fixed_keep,ablation_haar,ablation_no_penalty,ablation_fixed_bits
+        --variants ablation_fixed_keep,ablation_haar,ablation_fixed_bits
 
 Variants (flag overrides of the config file):
 
@@ -43,7 +43,6 @@ VARIANTS = {
     # one piece off at a time
     "ablation_fixed_keep": ["--max_accuracy_drop=-1"],      # no operating-point walk
     "ablation_haar": ["--wavelet=haar"],                    # one wavelet instead of auto
-    "ablation_no_penalty": ["--coefficient_l1=0", "--coefficient_group=0"],
     "ablation_fixed_bits": ["--nochoose_bits"],             # one k-means width
     "ablation_float32_small": ["--small_weights=float32"],  # biases as float32
 }
