@@ -40,6 +40,8 @@ VARIANTS = {
     "identity": ["--wavelet=identity"],
     # a longer dense training with a decaying rate (the candidate LeNet-5 recipe)
     "cosine20": ["--epochs=20", "--lr_schedule=cosine"],
+    # the same with the mnist augmentation (rotation, shift, noise) on every training fit
+    "augment_cosine20": ["--epochs=20", "--lr_schedule=cosine", "--augment=mnist"],
     # one piece off at a time
     "ablation_fixed_keep": ["--max_accuracy_drop=-1"],      # no operating-point walk
     "ablation_haar": ["--wavelet=haar"],                    # one wavelet instead of auto

@@ -7,7 +7,8 @@ each per round) so that load changes on a shared machine hit all of them alike; 
 gives medians over rounds and the ratio to Dense measured in the same round.
 
 Usage:
-  python benchmarks/bench_learnable_speed.py --widths 512 1024 4096 --batch 128 --rounds 7 --jit both
+  python benchmarks/bench_learnable_speed.py --widths 512 1024 4096 --batch 128 --rounds 7 \
+      --jit both --threads 1
 
 Writes `benchmarks/results/<--name>.json` through `_record.py` (command, commit, machine, load
 before and after: a timing is a figure only when the file says `"quiet": true`).
@@ -64,9 +65,14 @@ def main():
     parser.add_argument("--filter_length", type=int, default=6)
     parser.add_argument("--jit", choices=("off", "on", "both"), default="both",
                         help="XLA-compile the steps (both: one table each, in the same run)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="TF intra/inter-op threads (1: the run adds about 1 to the load average "
+                             "of these 2 cores, so that load after can show whether others ran)")
     parser.add_argument("--name", default="learnable_speed",
                         help="result file: benchmarks/results/<name>.json")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     rec = Recorder(args.name)
 
     rng = np.random.default_rng(0)

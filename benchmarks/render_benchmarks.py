@@ -614,6 +614,45 @@ def _row_learnable_adding():
                               "<= 10,000 params, >= 91 %")
 
 
+@table("learnable_speed")
+def _learnable_speed():
+    f = load("learnable_speed.json")
+    note = timing_note(f["meta"])
+    if note:
+        return note
+    rows = [[num(r["n"]), "on" if r["jit"] else "off", num(r["dense_ms"], 2),
+             f"{num(r['wavelet_ms'], 2)} ({r['wavelet_time_vs_dense']:.2f}x)",
+             f"{num(r['fastfood_ms'], 2)} ({r['fastfood_time_vs_dense']:.2f}x)",
+             f"{num(r['params']['dense'])} / {num(r['params']['wavelet'])} / "
+             f"{num(r['params']['fastfood'])}"]
+            for r in f["results"]["rows"]]
+    return md_table(["n", "XLA", "Dense ms", "WaveletDense ms (time / Dense)",
+                     "FastfoodDense ms (time / Dense)", "params Dense / wavelet / Fastfood"],
+                    rows, ["---:", "---", "---:", "---:", "---:", "---:"])
+
+
+@table("gru_step")
+def _gru_step():
+    f = load("gru_step.json")
+    note = timing_note(f["meta"])
+    if note:
+        return note
+    rows = f["results"]["rows"]
+    gru = {(r["hidden"], r["jit"]): r["all_s_per_step"] for r in rows if r["variant"] == "gru"}
+    out = []
+    for r in rows:
+        base = gru.get((r["hidden"], r["jit"]))
+        # per-round ratio (the same round saw the same load), then the median over rounds
+        vs_gru = (statistics.median(a / b for a, b in zip(r["all_s_per_step"], base))
+                  if base else None)
+        out.append([num(r["hidden"]), r["variant"], "on" if r["jit"] else "off",
+                    num(r["params"]), num(1e3 * r["median_s_per_step"], 1),
+                    "-" if vs_gru is None else f"{vs_gru:.2f}x"])
+    return md_table(["hidden", "variant", "XLA", "params", "ms per training step (median)",
+                     "time / keras GRU (same hidden, same XLA)"], out,
+                    ["---:", "---", "---", "---:", "---:", "---:"])
+
+
 def _not_quiet(f, name):
     return f"no timing quoted: not quiet, {loads(f['meta'])} (`{name}`)"
 
