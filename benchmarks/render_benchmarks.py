@@ -150,6 +150,14 @@ def timing_note(meta, command=None):
             f"`{command or meta['command']}`.")
 
 
+def timed(relpath):
+    """``(results, None)`` for a quiet file; ``(None, sentence)`` for one whose timings the rule
+    keeps out of the tables (`timing_note`)."""
+    f = load(relpath)
+    note = timing_note(f["meta"])
+    return (None, note) if note else (f["results"], None)
+
+
 def ratio(x):
     """A same-run time ratio from a file older than `_record.py` (noisy machine)."""
     return f"~{x:.1f}x"
@@ -557,6 +565,11 @@ def _runs_table(res, metric_name, with_mse=False):
     return md_table(header, rows)
 
 
+@table("learnable_mnist")
+def _learnable_mnist():
+    return _runs_table(load("learnable_mnist.json")["results"], "accuracy")
+
+
 @table("learnable_adding")
 def _learnable_adding():
     return _runs_table(load("learnable_adding.json")["results"], "adding accuracy",
@@ -608,6 +621,13 @@ def _budget(res):
 
 
 @summary_row
+def _row_learnable_mnist():
+    return _learnable_summary("learnable_mnist.json",
+                              "MNIST CNN with a learnable wavelet fc1 (Wolter et al. 2020)",
+                              "<= 36,100 params, >= 99.1 %")
+
+
+@summary_row
 def _row_learnable_adding():
     return _learnable_summary("learnable_adding.json",
                               "adding problem T=150, wavelet GRU (hidden 256, all 3 matrices)",
@@ -616,8 +636,7 @@ def _row_learnable_adding():
 
 @table("learnable_speed")
 def _learnable_speed():
-    f = load("learnable_speed.json")
-    note = timing_note(f["meta"])
+    res, note = timed("learnable_speed.json")
     if note:
         return note
     rows = [[num(r["n"]), "on" if r["jit"] else "off", num(r["dense_ms"], 2),
@@ -625,7 +644,7 @@ def _learnable_speed():
              f"{num(r['fastfood_ms'], 2)} ({r['fastfood_time_vs_dense']:.2f}x)",
              f"{num(r['params']['dense'])} / {num(r['params']['wavelet'])} / "
              f"{num(r['params']['fastfood'])}"]
-            for r in f["results"]["rows"]]
+            for r in res["rows"]]
     return md_table(["n", "XLA", "Dense ms", "WaveletDense ms (time / Dense)",
                      "FastfoodDense ms (time / Dense)", "params Dense / wavelet / Fastfood"],
                     rows, ["---:", "---", "---:", "---:", "---:", "---:"])
@@ -633,11 +652,10 @@ def _learnable_speed():
 
 @table("gru_step")
 def _gru_step():
-    f = load("gru_step.json")
-    note = timing_note(f["meta"])
+    res, note = timed("gru_step.json")
     if note:
         return note
-    rows = f["results"]["rows"]
+    rows = res["rows"]
     gru = {(r["hidden"], r["jit"]): r["all_s_per_step"] for r in rows if r["variant"] == "gru"}
     out = []
     for r in rows:
