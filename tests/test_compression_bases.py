@@ -169,6 +169,35 @@ def test_dct_equals_scipy_orthonormal_dctn():
     assert KernelTransform(p).approximation_mask().sum() == 300  # one DC term per unit
 
 
+@pytest.mark.parametrize("wavelet, taps", [("haar", (8, 4)), ("db2", (16, 8))])
+def test_conv_spatial_transform_equals_pywt_wavedec2_over_the_taps(wavelet, taps):
+    # Non-square taps and cin != cout: a swap of kh and kw, a transform over one tap axis
+    # only, or a mix with the channel axes changes the coefficients.
+    inp = keras.Input((20, 20, 3))
+    m = keras.Model(inp, keras.layers.Conv2D(5, taps, name="c")(inp))
+    (p,) = plan_model(m, wavelet, min_kernel_size=1)
+    assert p.view == "conv_spatial" and p.transform_axes == (0, 1) and p.level >= 1
+    k = np.random.default_rng(4).standard_normal(taps + (3, 5)).astype(np.float32)
+    flat = np.asarray(KernelTransform(p).forward(k))
+    ref = pywt.wavedec2(k.astype(np.float64), wavelet, mode="periodization", level=p.level,
+                        axes=(0, 1))
+    expect = np.concatenate([ref[0].ravel()] + [d.ravel() for lvl in ref[1:] for d in lvl])
+    np.testing.assert_allclose(flat, expect, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(KernelTransform(p).inverse(flat)), k, atol=2e-5)
+
+
+def test_conv_kernel_dct_equals_scipy_dctn_over_the_taps():
+    inp = keras.Input((12, 12, 2))
+    m = keras.Model(inp, keras.layers.Conv2D(4, (5, 3), name="c")(inp))
+    (p,) = plan_model(m, "dct", min_kernel_size=1)
+    assert p.view == "conv_spatial" and p.transform_axes == (0, 1)
+    k = np.random.default_rng(5).standard_normal((5, 3, 2, 4)).astype(np.float32)
+    flat = np.asarray(KernelTransform(p).forward(k))
+    ref = scipy.fft.dctn(k.astype(np.float64), type=2, norm="ortho", axes=(0, 1))
+    np.testing.assert_allclose(flat, ref.ravel(), atol=2e-5)
+    np.testing.assert_allclose(np.asarray(KernelTransform(p).inverse(flat)), k, atol=2e-5)
+
+
 def test_conv_flattened_view_puts_spatial_taps_fastest():
     inp = keras.Input((8, 8, 2))
     m = keras.Model(inp, keras.layers.Conv2D(3, 3, name="c")(inp))
