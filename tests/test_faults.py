@@ -30,6 +30,21 @@ TINY = ["--model", "mlp", "--mlp_widths", "16", "--batch_size", "32", "--max_tra
         "--noplots", "--verbose", "2"]
 
 
+# A process started with SIGINT ignored (a background job of a non-interactive shell, e.g.
+# `pytest &` in a script) passes the ignored signal on to its children, and Python then
+# installs no KeyboardInterrupt handler: a Ctrl-C test would see its run finish instead. The
+# children these tests signal therefore install Python's handler first, as an interactive
+# shell's foreground job has it.
+SIGINT_RAISES = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+RUN_APP = SIGINT_RAISES + ("import runpy, sys; sys.argv = sys.argv[1:]; "
+                           "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _app(script, *args):
+    """The command running `script` (an app) with `args` as a user's Ctrl-C would reach it."""
+    return [sys.executable, "-c", RUN_APP, script, *args]
+
+
 def _env(data_dir):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                DWT_KERAS_DATA_DIR=str(data_dir))
@@ -62,8 +77,8 @@ def _wait_for_phase(save_dir, phase, proc, timeout=240):
 @pytest.mark.parametrize("phase", ["dense training", "retraining with the masks held"])
 def test_ctrl_c_in_a_phase_marks_the_run_and_says_where_it_is(tmp_path, tiny_data_dir, phase):
     save = tmp_path / "runs"
-    cmd = [sys.executable, "apps/DWT_model.py", *TINY, "--epochs", "40", "--retrain_epochs",
-           "40", "--early_stopping_patience", "0", "--save_dir", str(save)]
+    cmd = _app("apps/DWT_model.py", *TINY, "--epochs", "40", "--retrain_epochs", "40",
+               "--early_stopping_patience", "0", "--save_dir", str(save))
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(tiny_data_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     folder = _wait_for_phase(save, phase, proc)
@@ -82,7 +97,8 @@ def test_ctrl_c_in_a_phase_marks_the_run_and_says_where_it_is(tmp_path, tiny_dat
 
 
 def _script_run(script, args, data_dir, timeout=300):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-c", SIGINT_RAISES + textwrap.dedent(script), *args],
+                          cwd=ROOT,
                           env=dict(_env(data_dir), PYTHONPATH=str(ROOT)), capture_output=True,
                           text=True, timeout=timeout)
 
@@ -137,11 +153,11 @@ def test_signals_while_writing_the_compressed_file(tmp_path, tiny_data_dir):
 @pytest.mark.slow
 def test_an_interrupted_wmsa_run_resumes_with_the_same_command(tmp_path, tiny_data_dir):
     save = tmp_path / "wmsa"
-    cmd = [sys.executable, "apps/wmsa_cifar10.py", "--model=vit", "--model_size=custom",
-           "--embed_dim=8", "--depth=1", "--num_heads=1", "--patch_size=8",
-           "--dataset=cifar10_subset", "--max_train_samples=64", "--batch_size=32",
-           "--epochs=30", "--warmup_epochs=0", "--augment=none", "--verbose=2",
-           f"--save_dir={save}"]
+    cmd = _app("apps/wmsa_cifar10.py", "--model=vit", "--model_size=custom",
+               "--embed_dim=8", "--depth=1", "--num_heads=1", "--patch_size=8",
+               "--dataset=cifar10_subset", "--max_train_samples=64", "--batch_size=32",
+               "--epochs=30", "--warmup_epochs=0", "--augment=none", "--verbose=2",
+               f"--save_dir={save}")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(tiny_data_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     folder = _wait_for_phase(save, "training", proc)
