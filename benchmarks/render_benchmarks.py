@@ -473,6 +473,10 @@ def _coefficient_fit():
 
 
 DEPLOYMENT = "deployment_lenet300.json"
+LITERT_FILES = {"coefficient_int8": "coefficient form, int8 values",
+                "coefficient_float32": "coefficient form, float32 values",
+                "dense_float32": "dense float32 (converter)",
+                "dense_dynamic_int8": "dense, dynamic-range int8 (converter)"}
 
 
 def _with_timing_note(table_md, meta):
@@ -500,10 +504,7 @@ def _deployment_files():
     f = load(DEPLOYMENT)
     r = f["results"]
     lite = r["litert"]
-    names = {"coefficient_int8": "coefficient form, int8 values",
-             "coefficient_float32": "coefficient form, float32 values",
-             "dense_float32": "dense float32 (converter)",
-             "dense_dynamic_int8": "dense, dynamic-range int8 (converter)"}
+    names = LITERT_FILES
     rows = [[label, num(lite[k]["bytes"]), num(lite[k]["bytes_zipped"]),
              f"{pct(lite[k]['test_accuracy_tf_lite'])} %"] for k, label in names.items()]
     t = r["tfmot"]
@@ -522,10 +523,7 @@ def _deployment_latency():
     if note:
         return note
     lite = res["litert"]
-    names = {"coefficient_int8": "coefficient form, int8 values",
-             "coefficient_float32": "coefficient form, float32 values",
-             "dense_float32": "dense float32 (converter)",
-             "dense_dynamic_int8": "dense, dynamic-range int8 (converter)"}
+    names = LITERT_FILES
     runtimes = [("tf_lite_xnnpack", "tf.lite, XNNPACK"), ("tf_lite_builtin", "tf.lite, built-in"),
                 ("xnnpack_ai_edge_litert", "ai_edge_litert, XNNPACK"),
                 ("builtin_ai_edge_litert", "ai_edge_litert, built-in")]
