@@ -504,9 +504,8 @@ def _deployment_files():
     f = load(DEPLOYMENT)
     r = f["results"]
     lite = r["litert"]
-    names = LITERT_FILES
     rows = [[label, num(lite[k]["bytes"]), num(lite[k]["bytes_zipped"]),
-             f"{pct(lite[k]['test_accuracy_tf_lite'])} %"] for k, label in names.items()]
+             f"{pct(lite[k]['test_accuracy_tf_lite'])} %"] for k, label in LITERT_FILES.items()]
     t = r["tfmot"]
     rows.append([f"tfmot {t['tfmot']} pruning to the same per-layer budget, stripped, "
                  "dynamic-range int8", num(t["bytes"]), num(t["bytes_zipped"]),
@@ -517,28 +516,33 @@ def _deployment_files():
     return _with_timing_note(md_table(["file", "bytes", "zipped", "test acc."], rows), f["meta"])
 
 
+#: The batch-1 latency keys of a LiteRT file in the deployment results, with their runtimes.
+LITERT_RUNTIMES = {"tf_lite_xnnpack": "tf.lite, XNNPACK", "tf_lite_builtin": "tf.lite, built-in",
+                   "xnnpack_ai_edge_litert": "ai_edge_litert, XNNPACK",
+                   "builtin_ai_edge_litert": "ai_edge_litert, built-in"}
+
+
+def _latency_vs_dense(lite, name, runtime):
+    """`(µs, time / dense float32 file's)` of LiteRT file `name` at batch 1, or None."""
+    key = f"latency_ms_batch1_{runtime}"
+    v = lite[name].get(key)
+    return None if v is None else (1e3 * v, v / lite["dense_float32"][key])
+
+
 @table("deployment_latency")
 def _deployment_latency():
     res, note = timed("deployment_lenet300_quiet.json")
     if note:
         return note
     lite = res["litert"]
-    names = LITERT_FILES
-    runtimes = [("tf_lite_xnnpack", "tf.lite, XNNPACK"), ("tf_lite_builtin", "tf.lite, built-in"),
-                ("xnnpack_ai_edge_litert", "ai_edge_litert, XNNPACK"),
-                ("builtin_ai_edge_litert", "ai_edge_litert, built-in")]
-    base = lite["dense_float32"]
     rows = []
-    for k, label in names.items():
-        cells = []
-        for key, _ in runtimes:
-            v, b = lite[k].get(f"latency_ms_batch1_{key}"), base.get(f"latency_ms_batch1_{key}")
-            cells.append("-" if v is None else f"{1e3 * v:.1f} ({v / b:.2f}x)")
-        rows.append([label, num(lite[k]["bytes"]), *cells])
+    for name, label in LITERT_FILES.items():
+        cells = [_latency_vs_dense(lite, name, runtime) for runtime in LITERT_RUNTIMES]
+        rows.append([label, num(lite[name]["bytes"])]
+                    + ["-" if c is None else f"{c[0]:.1f} ({c[1]:.2f}x)" for c in cells])
     return md_table(["LiteRT file", "bytes"] + [f"batch-1 µs, {r} (/ dense float32)"
-                                                for _, r in runtimes], rows,
-                    ["---", "---:", "---:", "---:", "---:", "---:"])
-
+                                                for r in LITERT_RUNTIMES.values()], rows,
+                    ["---", "---:"] + ["---:"] * len(LITERT_RUNTIMES))
 
 
 @summary_row
@@ -552,17 +556,15 @@ def _row_coefficient_fit():
 
 @summary_row
 def _row_litert():
-    r = load("deployment_lenet300.json")["results"]
+    r = load(DEPLOYMENT)["results"]
     lite, dense = r["litert"]["coefficient_int8"], r["deployment"]
     db4 = load("deployment_lenet300_db4.json")["results"]["litert"]["coefficient_int8"]
     quiet, note = timed("deployment_lenet300_quiet.json")
-    key = "latency_ms_batch1_tf_lite_xnnpack"
     if note:
         latency = note
     else:
-        times = {k: quiet["litert"][k][key] for k in ("coefficient_int8", "dense_float32")}
-        latency = (f"batch-1 latency {times['coefficient_int8'] / times['dense_float32']:.2f}x "
-                   "the dense float32 file's (XNNPACK, quiet)")
+        _, vs_dense = _latency_vs_dense(quiet["litert"], "coefficient_int8", "tf_lite_xnnpack")
+        latency = f"batch-1 latency {vs_dense:.2f}x the dense float32 file's (XNNPACK, quiet)"
     return ["LiteRT export of the coefficient form, LeNet-300-100 haar 3 %",
             "<= 40 KB, <= 0.3 pt below dense, batch-1 latency <= dense float32 .tflite",
             f"**{num(lite['bytes'])} B** (int8 values, per-unit scales), test "

@@ -98,9 +98,8 @@ def test_ctrl_c_in_a_phase_marks_the_run_and_says_where_it_is(tmp_path, tiny_dat
 
 def _script_run(script, args, data_dir, timeout=300):
     return subprocess.run([sys.executable, "-c", SIGINT_RAISES + textwrap.dedent(script), *args],
-                          cwd=ROOT,
-                          env=dict(_env(data_dir), PYTHONPATH=str(ROOT)), capture_output=True,
-                          text=True, timeout=timeout)
+                          cwd=ROOT, env=dict(_env(data_dir), PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 # The app, with save_compressed sending the given signal to its own process: the fault arrives
