@@ -2,7 +2,8 @@
 
 `../shared/checks/transform_modes.py` times `next(iter(ds))` on a one-element dataset: every
 call builds a new iterator, and a new iterator instantiates (and Grappler-optimises) the map
-function again. This script separates the two costs, in one process, round-robin:
+function again. This script separates the two costs, in one process, in rotating order
+(`_timing.interleaved`):
 
 * `tf.function`: the traced round trip (the compute alone);
 * `new iterator`: `next(iter(ds))`, as the shared check does (instantiation + compute);
@@ -21,11 +22,11 @@ Writes `benchmarks/results/<--name>.json` through `_record.py`.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _record import Recorder  # noqa: E402  (also puts the repository first on sys.path)
+from _timing import interleaved  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pywt  # noqa: E402
@@ -72,18 +73,12 @@ def main():
     rows = []
     for mode in a.modes:
         fns = _contenders(x, a.wavelet, a.level, mode)
-        for f in fns.values():  # trace, warm up
+        for f in fns.values():  # trace and warm up before the timed first calls
             f()
-        times = {k: [] for k in fns}
-        for _ in range(a.repeats):
-            for k, f in fns.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-        med = {k: float(np.median(v)) for k, v in times.items()}
+        first, med, _ = interleaved(fns, a.repeats)
         row = {"mode": mode, "median_ms": {k: 1e3 * v for k, v in med.items()},
                "ratio_to_pywt": {k: v / med["pywt"] for k, v in med.items()},
-               "all_ms": {k: [1e3 * t for t in v] for k, v in times.items()}}
+               "first_call_ms": {k: 1e3 * v for k, v in first.items()}}
         rows.append(row)
         print(mode, {k: f"{1e3 * v:.1f} ms ({v / med['pywt']:.2f})" for k, v in med.items()},
               flush=True)
