@@ -42,6 +42,12 @@ VARIANTS = {
     "cosine20": ["--epochs=20", "--lr_schedule=cosine"],
     # the same with the mnist augmentation (rotation, shift, noise) on every training fit
     "augment_cosine20": ["--epochs=20", "--lr_schedule=cosine", "--augment=mnist"],
+    # the same with a 10x lower rate for the retraining and the walk (after pruning, the
+    # restarted 1e-3 schedule with the augmentation did not recover in 5 epochs)
+    "augment_cosine20_retrain_lr1e-4": ["--epochs=20", "--lr_schedule=cosine", "--augment=mnist",
+                                        "--retrain_lr=1e-4"],
+    # ResNet-20: a higher start and a longer retraining before the walk (issue 15's recipe)
+    "keep15_retrain15": ["--keep_ratio=0.15", "--retrain_epochs=15"],
     # one piece off at a time
     "ablation_fixed_keep": ["--max_accuracy_drop=-1"],      # no operating-point walk
     "ablation_haar": ["--wavelet=haar"],                    # one wavelet instead of auto

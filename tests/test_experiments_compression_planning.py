@@ -83,23 +83,40 @@ def test_auto_penalises_dct_coefficients_during_dense_training():
 
 
 @pytest.mark.slow
-def test_stored_batchnorm_statistics_are_recalibrated_on_the_pruned_quantised_model(
-        tmp_path, tiny_data_dir):
+def test_stored_batchnorm_statistics_are_recalibrated_on_augmented_training_batches(
+        tmp_path, tiny_data_dir, monkeypatch):
+    from dwt_keras.training import batchnorm
+
+    seen = []  # the batches of each recalibration, as the engine passed them
+
+    def spy(model, data, batches=None, batch_size=128, layers=None):
+        seen.append([np.asarray(x) for x in batchnorm._batches(data, batch_size, batches)])
+        return recalibrate_batchnorm(model, seen[-1], layers=layers)
+
+    monkeypatch.setattr(batchnorm, "recalibrate_batchnorm", spy)
     config = CompressionConfig(
         dataset="cifar10_subset", model="resnet20", resnet_width=2, wavelet="dct",
         min_kernel_size=64, epochs=1, retrain_epochs=1, batch_size=64, max_train_samples=256,
         max_eval_samples=64, latency_repeats=2, keep_ratio=0.2, bn_recalibration_batches=3,
-        verbose=0, plots=False, data_dir=str(tiny_data_dir), save_dir=str(tmp_path))
+        augment="crop_flip", verbose=0, plots=False, data_dir=str(tiny_data_dir),
+        save_dir=str(tmp_path))
     report = run_compression(config)
     record = report["compressed"]["batchnorm_recalibration"]
     assert record["batches"] == 3 and record["layers"] == 19
+    # the calibration batches are the training pipeline's, augmented as fit() sees them:
+    # random crops of the padded images, so (almost) none equals a clean training image
+    clean = load_data(config).x_train
+    used = np.concatenate(seen[-1])
+    assert len(seen[-1]) == 3 and used.shape[1:] == clean.shape[1:]
+    equal = [bool(np.any(np.all(np.isclose(clean, img), axis=(1, 2, 3)))) for img in used]
+    assert sum(equal) < 0.5 * len(used), sum(equal)
     loaded = load_compressed(report["files"]["compressed_model"])
     dense = keras.saving.load_model(report["files"]["dense_model"], compile=False)
     stored = [l.moving_variance.numpy().copy() for l in loaded.layers
               if isinstance(l, keras.layers.BatchNormalization)]
-    # the file's statistics are those of its own weights on the first 3 training batches:
-    # recalibrating the loaded model again on the same batches leaves them unchanged
-    recalibrate_batchnorm(loaded, load_data(config).x_train, batches=3, batch_size=64)
+    # the file's statistics are those of its own weights on those batches: recalibrating the
+    # loaded model again on the same batches leaves them unchanged
+    recalibrate_batchnorm(loaded, seen[-1])
     again = [l.moving_variance.numpy() for l in loaded.layers
              if isinstance(l, keras.layers.BatchNormalization)]
     for a, b in zip(stored, again):
@@ -108,6 +125,31 @@ def test_stored_batchnorm_statistics_are_recalibrated_on_the_pruned_quantised_mo
     dense_vars = [l.moving_variance.numpy() for l in dense.layers
                   if isinstance(l, keras.layers.BatchNormalization)]
     assert any(not np.allclose(a, b, rtol=1e-2) for a, b in zip(stored, dense_vars))
+
+
+def test_recalibration_sees_the_augmented_training_pipeline(tmp_path, tiny_data_dir,
+                                                            monkeypatch):
+    from dwt_keras.training import batchnorm
+
+    seen = []
+
+    def spy(model, data, batches=None, batch_size=128, layers=None):
+        seen.append(np.concatenate([np.asarray(x) for x in
+                                    batchnorm._batches(data, batch_size, batches)]))
+        return recalibrate_batchnorm(model, seen[-1], layers=layers)
+
+    monkeypatch.setattr(batchnorm, "recalibrate_batchnorm", spy)
+    config = CompressionConfig(wavelet="haar", batch_norm=True, augment="mnist",
+                               bn_recalibration_batches=2, data_dir=str(tiny_data_dir),
+                               save_dir=str(tmp_path), **TINY)
+    report = run_compression(config)
+    assert report["compressed"]["batchnorm_recalibration"]["batches"] == 2
+    # the batches fit() trains on (rotated, shifted, noisy): none is a clean training image
+    clean = load_data(config).x_train
+    used = seen[-1]
+    assert used.shape == (2 * TINY["batch_size"],) + clean.shape[1:]
+    assert not any(np.any(np.all(np.isclose(clean, img, atol=1e-4), axis=(1, 2, 3)))
+                   for img in used)
 
 
 def test_models_without_batchnorm_skip_recalibration(tmp_path, tiny_data_dir):
