@@ -70,6 +70,10 @@ def _analysis_adjoint_op(lo, hi, ax, p):
 
 
 def _synthesis_core(coeffs, ax, p, filters):
+    if p.wrap is not None:
+        before, after, start = p.wrap
+        return K.up_conv([K.wrap(c, ax, before, after) for c in coeffs], ax,
+                         filters)[K.sl(ax, slice(start, start + p.n))]
     return K.fold(K.up_conv(coeffs, ax, filters), ax, p.pads, p.n, p.left)
 
 

@@ -132,6 +132,15 @@ def extend(x, ax, pads):
     return tf.concat(parts, axis=ax)
 
 
+def wrap(x, ax, before, after):
+    """``x`` extended periodically: its last `before` samples in front, its first `after`
+    behind (each at most the length of the axis)."""
+    n = static_len(x, ax)
+    parts = ([x[sl(ax, slice(n - before, n))]] if before else []) + [x] + \
+        ([x[sl(ax, slice(0, after))]] if after else [])
+    return tf.concat(parts, axis=ax) if len(parts) > 1 else x
+
+
 def _piece_rows(p):
     return p[1] if p[0] == "z" else (p[3] if p[0] == "i" else p[3].shape[1])
 
@@ -229,10 +238,11 @@ def corr_down(xe, ax, filters, n_out):
     if trailing == 1:
         # One two-channel (even, odd) convolution per filter: de-interleaving a joint
         # (lo, hi) output would cost more than the second convolution.
-        xr = tf.reshape(xe, [-1, m, 2])
+        # (conv2d over a height-1 image: what conv1d runs, without its expand/squeeze ops)
+        xr = tf.reshape(xe, [-1, 1, m, 2])
         outs = []
         for f in taps:
-            y = tf.nn.conv1d(xr, f.reshape(half, 2, 1).astype(dt), 1, "VALID")
+            y = tf.nn.conv2d(xr, f.reshape(1, half, 2, 1).astype(dt), 1, "VALID")
             outs.append(_reshape(y, out_shape, static))
         return outs
     xr = tf.reshape(xe, [-1, m, 2, trailing])

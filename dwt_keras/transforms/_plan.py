@@ -224,13 +224,31 @@ class AnalysisPlan:
 
 
 class SynthesisPlan:
-    """``x = fold(up_conv(cA, cD))``: ``n_coeffs`` coefficients -> ``n`` samples."""
+    """``x = fold(up_conv(cA, cD))``: ``n_coeffs`` coefficients -> ``n`` samples.
 
-    __slots__ = ("n_coeffs", "n", "left", "right", "pads", "filters")
+    ``wrap`` (``periodization``): ``(before, after, start)``: the same ``x`` computed as
+    ``up_conv`` of the coefficients extended periodically by ``before`` / ``after`` samples,
+    cropped at ``start``: the periodic fold of the output becomes two slices of the input (fewer
+    ops in a graph than the fold's slices, pads and sums; the same arithmetic).
+    """
 
-    def __init__(self, n_coeffs, n, left, right, pads, filters):
+    __slots__ = ("n_coeffs", "n", "left", "right", "pads", "filters", "wrap")
+
+    def __init__(self, n_coeffs, n, left, right, pads, filters, wrap=None):
         self.n_coeffs, self.n, self.left, self.right = n_coeffs, n, left, right
-        self.pads, self.filters = pads, filters
+        self.pads, self.filters, self.wrap = pads, filters, wrap
+
+
+def _periodic_wrap(n_coeffs, n, left, filter_len):
+    """``(before, after, start)`` of `SynthesisPlan.wrap`, or None where the coefficients are
+    shorter than the extension (very short axes keep the fold)."""
+    length = filter_len + filter_len % 2  # up_conv's even length
+    # x[i] = sum_j c[j mod n_coeffs] f[i + left - 2 j] over 0 <= i + left - 2 j < length
+    before = (length - 1 - left) // 2
+    after = (n - 1 + left) // 2 - n_coeffs + 1
+    if before < 0 or after < 0 or max(before, after) > n_coeffs:
+        return None
+    return before, after, left + 2 * before
 
 
 @functools.lru_cache(maxsize=4096)
@@ -273,8 +291,9 @@ def synthesis_plan(b, mode, n_coeffs):
     right = full - n - left
     if right < 0:  # periodization of very short inputs: pad the full signal with zeros
         right = 0
+    wrap = _periodic_wrap(n_coeffs, n, left, f) if mode == "periodization" else None
     return SynthesisPlan(
-        n_coeffs, n, left, right, pad_plan(n, left, right, fold), (b.rec_lo, b.rec_hi)
+        n_coeffs, n, left, right, pad_plan(n, left, right, fold), (b.rec_lo, b.rec_hi), wrap
     )
 
 
