@@ -40,7 +40,17 @@ def _analysis_core(x, ax, p):
 
 
 def _analysis_adjoint_core(lo, hi, ax, p):
+    if p.wrap is not None:
+        return _wrapped_up_conv([lo, hi], ax, p.wrap, p.n, p.filters)
     return K.fold(K.up_conv([lo, hi], ax, p.filters), ax, p.pads, p.n, p.left)
+
+
+def _wrapped_up_conv(coeffs, ax, wrap, n, filters):
+    """The periodic ``fold(up_conv(coeffs))``: ``up_conv`` of the periodically extended
+    coefficients, cropped to the ``n`` samples (see `_plan.SynthesisPlan`)."""
+    before, after, start = wrap
+    return K.up_conv([K.wrap(c, ax, before, after) for c in coeffs], ax,
+                     filters)[K.sl(ax, slice(start, start + n))]
 
 
 def _analysis_op(x, ax, p):
@@ -71,9 +81,7 @@ def _analysis_adjoint_op(lo, hi, ax, p):
 
 def _synthesis_core(coeffs, ax, p, filters):
     if p.wrap is not None:
-        before, after, start = p.wrap
-        return K.up_conv([K.wrap(c, ax, before, after) for c in coeffs], ax,
-                         filters)[K.sl(ax, slice(start, start + p.n))]
+        return _wrapped_up_conv(coeffs, ax, p.wrap, p.n, filters)
     return K.fold(K.up_conv(coeffs, ax, filters), ax, p.pads, p.n, p.left)
 
 

@@ -214,13 +214,17 @@ def full_extension(plan, n):
 # One level: analysis and synthesis plans
 # --------------------------------------------------------------------------- #
 class AnalysisPlan:
-    """``lo, hi = corr_down(E x)``: ``n`` samples -> ``n_out`` coefficients each."""
+    """``lo, hi = corr_down(E x)``: ``n`` samples -> ``n_out`` coefficients each.
 
-    __slots__ = ("n", "n_out", "left", "right", "pads", "filters")
+    ``wrap``: as `SynthesisPlan.wrap`, for the adjoint (the gradient) where ``E`` is a plain
+    periodic extension (``periodization`` of an even length).
+    """
 
-    def __init__(self, n, n_out, left, right, pads, filters):
+    __slots__ = ("n", "n_out", "left", "right", "pads", "filters", "wrap")
+
+    def __init__(self, n, n_out, left, right, pads, filters, wrap=None):
         self.n, self.n_out, self.left, self.right = n, n_out, left, right
-        self.pads, self.filters = pads, filters
+        self.pads, self.filters, self.wrap = pads, filters, wrap
 
 
 class SynthesisPlan:
@@ -268,7 +272,9 @@ def analysis_plan(b, mode, n):
     right = max(0, 2 * (n_out - 1) + f - n - left)
     # Correlation filters (PyWavelets convolves with dec_lo: correlate with it reversed).
     filters = (b.dec_lo[::-1], b.dec_hi[::-1])
-    return AnalysisPlan(n, n_out, left, right, pad_plan(n, left, right, mode), filters)
+    # odd lengths: PyWavelets repeats the last sample first, so E is not periodic (keep the fold)
+    wrap = _periodic_wrap(n_out, n, left, f) if mode == "periodization" and n % 2 == 0 else None
+    return AnalysisPlan(n, n_out, left, right, pad_plan(n, left, right, mode), filters, wrap)
 
 
 @functools.lru_cache(maxsize=4096)
