@@ -367,3 +367,27 @@ def test_one_by_one_convolutions_are_identity_without_a_warning():
         warnings.simplefilter("error", UserWarning)
         (p,) = plan_model(m, "db4")
     assert p.basis == "identity" and "1x1" in p.fallback
+
+
+def test_kernels_nested_in_a_custom_layer_are_reported_not_skipped_silently():
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(32, name="inner")
+
+        def call(self, x):
+            return self.inner(x)
+
+    inputs = keras.Input((64,))
+    x = Block(name="block")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="out")(x))
+    with pytest.warns(UserWarning, match="block"):
+        plan = plan_model(model, "haar", min_kernel_size=64)
+    assert [p.layer for p in plan] == ["out"]
+    reason = {d["layer"]: d["reason"] for d in plan.dense_layers}["block"]
+    assert "inner" in reason and "not planned" in reason
+    # a model's own layers plan without that warning
+    flat = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32), keras.layers.Dense(10)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan_model(flat, "haar", min_kernel_size=64)

@@ -775,8 +775,23 @@ def compressible_layers(model, min_kernel_size=256, layers=None, exclude=()):
             and kernel_variable(l) is not None and _n_kernel(l) >= int(min_kernel_size)]
 
 
+def _nested_kernel_layers(layer):
+    """Layers with a kernel tracked inside a custom (non-model) layer: plans do not reach them
+    (they are keyed by layer name, and names repeat across the blocks of a transformer)."""
+    if getattr(layer, "layers", None) or not hasattr(layer, "_flatten_layers"):
+        return []
+    return [s for s in layer._flatten_layers(include_self=False, recursive=True)
+            if kernel_variable(s) is not None]
+
+
 def _dense_reason(layer, min_kernel_size, layers, exclude, overrides):
     cls_name = type(layer).__name__
+    nested = _nested_kernel_layers(layer)
+    if nested and kernel_variable(layer) is None:
+        return (f"a custom {cls_name} holding {len(nested)} layer(s) with kernels "
+                f"({', '.join(s.name for s in nested)}): layers nested in a custom layer are "
+                "not planned (a model's own layers and those of nested models are), so they "
+                "stay dense")
     if layer.name in overrides and overrides[layer.name].get("skip"):
         return "layer_overrides: skip"
     if layer.name in set(exclude):
@@ -912,6 +927,14 @@ def plan_model(model, basis="haar", mode="periodization", level=None, min_kernel
             plans[l.name] = None  # keeps model order
         else:
             plans[l.name] = plan_layer(l, warn=warn, **settings)
+
+    nested = [d for d in dense if d["reason"].startswith("a custom ")]
+    if nested and warn:
+        warnings.warn(
+            f"{len(nested)} custom layer(s) hold layers with kernels that are not compressed "
+            f"(layers nested in a custom layer are not planned): "
+            f"{', '.join(d['layer'] for d in nested)}; their weights are stored dense. "
+            "See the plan's dense_layers for the sublayers.", stacklevel=2)
 
     auto_record = None
     if auto_layers:
