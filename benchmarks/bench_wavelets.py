@@ -158,7 +158,13 @@ def main():
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--name", default="wavelet_modes")
+    p.add_argument("--threads", type=int, default=0,
+                   help="TF intra/inter-op threads (0: TensorFlow's default; 1: one core, as "
+                        "PyWavelets, and the run adds about 1 to the load average)")
     a = p.parse_args()
+    if a.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(a.threads)
     tf.get_logger().setLevel("ERROR")
     warnings.filterwarnings("ignore", message="Level value of")
     rec = Recorder(a.name)

@@ -44,6 +44,42 @@ def modes_tables(d):
     return "\n".join(out)
 
 
+def targets_table(d):
+    """Issue 14's targets over every cell of a `wavelet_modes` run: range and count per target."""
+    rows = d["results"]["rows"]
+    ratio = {}
+    first = {}
+    extra = {}
+    for r in rows:
+        key = (r["case"], r["wavelet"], r["mode"])
+        if "ratio_to_pywt" in r:
+            ratio.setdefault(r["contender"], {})[key] = r["ratio_to_pywt"]
+            if "first_call_s" in r:
+                first.setdefault(r["contender"], {})[key] = r["first_call_s"]
+        if "ratio" in r:
+            extra.setdefault(r["contender"], {})[key] = r["ratio"]
+
+    def line(name, bound, values, unit=""):
+        values = list(values)
+        ok = sum(v <= bound for v in values)
+        status = "met" if ok == len(values) else f"**missed** in {len(values) - ok}"
+        return (f"| {name} | <= {bound:g}{unit} | {min(values):.2f}-{max(values):.2f}{unit} "
+                f"({ok} of {len(values)} cells <= {bound:g}{unit}) | {status} |")
+
+    out = ["| target | bound | measured (range over the cells) | status |", "|---|---|---|---|"]
+    for c in ("eager", "tf.function", "xla", "tf.data.map", "fit", "fit xla"):
+        if c in ratio:
+            out.append(line(f"fwd+inv ratio to PyWavelets, `{c}`", 0.5, ratio[c].values()))
+    for c, name in (("eager fwd+bwd / fwd+inv", "eager fwd+bwd over fwd+inv"),
+                    ("xla fwd+bwd / fwd+inv", "xla fwd+bwd over fwd+inv")):
+        if c in extra:
+            out.append(line(name, 3, extra[c].values()))
+    for c in ("eager", "tf.function", "xla"):
+        if c in first:
+            out.append(line(f"first call, `{c}`", 1, first[c].values(), " s"))
+    return "\n".join(out)
+
+
 def scaling_table(d):
     rows = d["results"]["rows"]
     out = ["| dims | n | dwt_keras ms | pywt ms | ratio | dwt_keras first call s | dwt_keras peak MB | pywt peak MB | input MB |",
@@ -72,7 +108,8 @@ def peers_table(d):
 
 
 def main():
-    for name, fn in (("wavelet_modes", modes_tables), ("wavelet_scaling", scaling_table), ("wavelet_peers", peers_table)):
+    for name, fn in (("wavelet_modes", modes_tables), ("wavelet_modes", targets_table),
+                     ("wavelet_scaling", scaling_table), ("wavelet_peers", peers_table)):
         d = _load(name)
         if d is None:
             print(f"({name}.json: not run)\n")
