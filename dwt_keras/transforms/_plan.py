@@ -245,8 +245,11 @@ class SynthesisPlan:
 
 def _periodic_wrap(n_coeffs, n, left, filter_len):
     """``(before, after, start)`` of `SynthesisPlan.wrap`, or None where the coefficients are
-    shorter than the extension (very short axes keep the fold)."""
-    length = filter_len + filter_len % 2  # up_conv's even length
+    shorter than the extension (very short axes keep the fold) and for custom odd-length banks
+    (whose up_conv output is cropped to the odd length: they keep the fold)."""
+    if filter_len % 2:
+        return None
+    length = filter_len
     # x[i] = sum_j c[j mod n_coeffs] f[i + left - 2 j] over 0 <= i + left - 2 j < length
     before = (length - 1 - left) // 2
     after = (n - 1 + left) // 2 - n_coeffs + 1
