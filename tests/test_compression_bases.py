@@ -384,8 +384,9 @@ def test_kernels_nested_in_a_custom_layer_are_reported_not_skipped_silently():
     with pytest.warns(UserWarning, match="block"):
         plan = plan_model(model, "haar", min_kernel_size=64)
     assert [p.layer for p in plan] == ["out"]
-    reason = {d["layer"]: d["reason"] for d in plan.dense_layers}["block"]
-    assert "inner" in reason and "not planned" in reason
+    entry = {d["layer"]: d for d in plan.dense_layers}["block"]
+    assert "inner" in entry["reason"] and "not planned" in entry["reason"]
+    assert entry["nested_layers"] == ["inner"]
     # a model's own layers plan without that warning
     flat = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32), keras.layers.Dense(10)])
     with warnings.catch_warnings():

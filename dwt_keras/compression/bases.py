@@ -784,14 +784,12 @@ def _nested_kernel_layers(layer):
             if kernel_variable(s) is not None]
 
 
-def _dense_reason(layer, min_kernel_size, layers, exclude, overrides):
+def _dense_reason(layer, min_kernel_size, layers, exclude, overrides, nested=()):
     cls_name = type(layer).__name__
-    nested = _nested_kernel_layers(layer)
-    if nested and kernel_variable(layer) is None:
+    if nested:
         return (f"a custom {cls_name} holding {len(nested)} layer(s) with kernels "
-                f"({', '.join(s.name for s in nested)}): layers nested in a custom layer are "
-                "not planned (a model's own layers and those of nested models are), so they "
-                "stay dense")
+                f"({', '.join(nested)}): layers nested in a custom layer are not planned (a "
+                "model's own layers and those of nested models are), so they stay dense")
     if layer.name in overrides and overrides[layer.name].get("skip"):
         return "layer_overrides: skip"
     if layer.name in set(exclude):
@@ -910,10 +908,14 @@ def plan_model(model, basis="haar", mode="periodization", level=None, min_kernel
     for l in all_layers:
         if l.name not in chosen_names:
             if l.weights:
+                nested = ([s.name for s in _nested_kernel_layers(l)]
+                          if kernel_variable(l) is None else [])
                 dense.append({"layer": l.name, "class": type(l).__name__,
                               "n_weights": int(sum(np.prod(w.shape) for w in l.weights)),
                               "reason": _dense_reason(l, min_kernel_size, layers, exclude,
-                                                      overrides)})
+                                                      overrides, nested)})
+                if nested:
+                    dense[-1]["nested_layers"] = nested
             continue
         ov = overrides.get(l.name, {})
         b = ov.get("basis", ov.get("wavelet", basis))
@@ -928,7 +930,7 @@ def plan_model(model, basis="haar", mode="periodization", level=None, min_kernel
         else:
             plans[l.name] = plan_layer(l, warn=warn, **settings)
 
-    nested = [d for d in dense if d["reason"].startswith("a custom ")]
+    nested = [d for d in dense if d.get("nested_layers")]
     if nested and warn:
         warnings.warn(
             f"{len(nested)} custom layer(s) hold layers with kernels that are not compressed "
