@@ -34,31 +34,12 @@ from _record import Recorder  # noqa: E402
 KMEANS_BITS = (4, 5, 6, 8)
 
 
-def _accuracy(model, x, y):
-    import numpy as np
-
-    logits = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == y))
-
-
 def _quantized_layers(model):
     """Names of the layers Keras quantised (those with a `quantization_mode` set)."""
     from dwt_keras.compression import bases
 
     return [l.name for l in bases._flatten_layers(model)
             if getattr(l, "quantization_mode", None)]
-
-
-def _training_batches(splits, config):
-    """The training pipeline as `fit()` sees it: the config's augmentation, batch and seed."""
-    from dwt_keras.data import make_datasets
-    from dwt_keras.training.augmentation import augment_training_dataset, example_augmentation
-
-    augment = config.get("augment") or "none"
-    seed = int(config.get("seed") or 0)
-    train, _, _ = make_datasets(splits, batch_size=int(config.get("batch_size") or 64),
-                                seed=seed, augment=example_augmentation(augment))
-    return augment_training_dataset(train, augment, tuple(splits.x_train.shape[1:]), seed)
 
 
 def main():
@@ -72,7 +53,9 @@ def main():
     import keras
 
     from dwt_keras.compression import load_compressed, save_compressed, sizes
+    from dwt_keras.compression.deployment import _test_accuracy as _accuracy
     from dwt_keras.data import load_arrays
+    from dwt_keras.experiments.run import pipelines
     from dwt_keras.training.batchnorm import recalibrate_batchnorm
 
     rec = Recorder(a.name)
@@ -92,7 +75,9 @@ def main():
                         "report_test_accuracy": report["dense"]["test_accuracy"]}}
 
     has_bn = any(isinstance(l, keras.layers.BatchNormalization) for l in dense.layers)
-    train = _training_batches(s, config)
+    # the training pipeline as the run's fit() saw it (its augmentation, batch size and seed)
+    train, _, _ = pipelines(s, config.get("batch_size") or 64, config.get("augment") or "none",
+                            config.get("seed") or 0)
     if has_bn:
         recal = {"augment": config.get("augment")}
         for name, data in (("clean_training_images", s.x_train), ("augmented_batches", train)):

@@ -270,6 +270,33 @@ def load_data(config, image_data=True):
     return splits
 
 
+def pipelines(splits, batch_size, augment, seed, one_hot_classes=None):
+    """`(train, val, test)` tf.data pipelines of `splits`, `augment` on train only: what every
+    recipe's `fit()` sees (`Run.datasets` with the run's config).
+
+    Args:
+        splits: the `DatasetSplits`.
+        batch_size: batch size of the three pipelines.
+        augment: the augmentation spec (`--augment`).
+        seed: shuffling / augmentation seed.
+        one_hot_classes: map the labels to one-hot vectors of this width (needed by label
+            smoothing, mixup and cutmix).
+    """
+    seed = int(seed)
+    train, val, test = make_datasets(splits, batch_size=int(batch_size), seed=seed,
+                                     augment=example_augmentation(augment))
+    autotune = tf.data.AUTOTUNE
+    if one_hot_classes:
+        def onehot(x, y):
+            return x, tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), one_hot_classes)
+
+        train = train.map(onehot, num_parallel_calls=autotune)
+        val = val.map(onehot, num_parallel_calls=autotune) if val is not None else None
+        test = test.map(onehot, num_parallel_calls=autotune)
+    train = augment_training_dataset(train, augment, tuple(splits.x_train.shape[1:]), seed)
+    return train.prefetch(autotune), val, test
+
+
 def _first_line(error):
     text = str(error).strip()
     return text.splitlines()[-1] if text else type(error).__name__
@@ -547,19 +574,8 @@ class Run:
         """
 
         c = self.config
-        seed = int(c.seed if seed is None else seed)
-        train, val, test = make_datasets(splits, batch_size=int(c.batch_size), seed=seed,
-                                         augment=example_augmentation(c.augment))
-        autotune = tf.data.AUTOTUNE
-        if one_hot_classes:
-            def onehot(x, y):
-                return x, tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), one_hot_classes)
-
-            train = train.map(onehot, num_parallel_calls=autotune)
-            val = val.map(onehot, num_parallel_calls=autotune) if val is not None else None
-            test = test.map(onehot, num_parallel_calls=autotune)
-        train = augment_training_dataset(train, c.augment, tuple(splits.x_train.shape[1:]), seed)
-        return train.prefetch(autotune), val, test
+        return pipelines(splits, c.batch_size, c.augment, c.seed if seed is None else seed,
+                         one_hot_classes)
 
     # ---- fit ---------------------------------------------------------------------------------
     def fit(self, model, train, validation, epochs, phase, selection, callbacks=(),
