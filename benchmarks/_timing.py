@@ -2,12 +2,26 @@
 
 * `interleaved(fns, repeats)`: callables timed in rotating order, medians and first calls;
 * `fit_epoch_times(models, x, y, ...)`: one `fit()` epoch per model and round, round robin,
-  medians and ratios to a baseline (wall and process CPU time).
+  medians and ratios to a baseline (wall and process CPU time);
+* `set_tf_threads(n)`: TensorFlow's intra- and inter-op threads, before anything runs.
 """
 
 import time
 
 import numpy as np
+
+
+def set_tf_threads(n):
+    """Sets TensorFlow's intra- and inter-op threads to `n` (0 or None: TensorFlow's default).
+
+    One thread keeps a quiet 2-core machine quiet (the run adds about 1 to the load average), so
+    that the load after the run shows whether anything else ran. Call it before any op runs.
+    """
+    if n:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(int(n))
+        tf.config.threading.set_inter_op_parallelism_threads(int(n))
 
 
 def interleaved(fns, repeats):

@@ -226,11 +226,9 @@ def main():
                    help="TF intra/inter-op threads (0: TensorFlow's default; 1: the run adds "
                         "about 1 to the load average, so a quiet machine stays quiet)")
     a = p.parse_args()
-    if a.threads:
-        import tensorflow as tf
+    from _timing import set_tf_threads
 
-        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(a.threads)
+    set_tf_threads(a.threads)
     defaults = {"products": ("0.01,0.02,0.03,0.05,0.1,0.2", 30), "fit": ("0.05,0.03,0.01", 5),
                 "conv": ("0.05,0.2", 30)}
     a.keeps = a.keeps or defaults[a.part][0]

@@ -69,10 +69,9 @@ def main(argv=None):
     args = _parse_args(argv)
     rec = Recorder(args.name)
     import numpy as np
-    import tensorflow as tf
+    from _timing import set_tf_threads
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    set_tf_threads(args.threads)
     from dwt_keras.learnable.tasks import adding_batch
 
     x, y = adding_batch(args.batch, args.seq_len, np.random.default_rng(0))

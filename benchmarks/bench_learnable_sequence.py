@@ -71,10 +71,9 @@ def main(argv=None):
     budget = _deadline_seconds(args.deadline) if args.deadline else float("inf")
     import keras
     import numpy as np
-    import tensorflow as tf
+    from _timing import set_tf_threads
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    set_tf_threads(args.threads)
     import types
 
     from dwt_keras.learnable import models, tasks

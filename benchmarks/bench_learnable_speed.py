@@ -71,8 +71,9 @@ def main():
     parser.add_argument("--name", default="learnable_speed",
                         help="result file: benchmarks/results/<name>.json")
     args = parser.parse_args()
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from _timing import set_tf_threads
+
+    set_tf_threads(args.threads)
     rec = Recorder(args.name)
 
     rng = np.random.default_rng(0)

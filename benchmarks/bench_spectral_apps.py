@@ -68,10 +68,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    import tensorflow as tf
+    from _timing import set_tf_threads
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    set_tf_threads(1)
 
     common = ["--model", "lenet300", "--wavelet", "haar", "--keep_ratio", "0.03",
               "--epochs", str(a.epochs), "--retrain_epochs", str(a.retrain_epochs),

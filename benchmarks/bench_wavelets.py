@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 from _record import Recorder  # noqa: E402
-from _timing import interleaved  # noqa: E402
+from _timing import interleaved, set_tf_threads  # noqa: E402
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -162,9 +162,7 @@ def main():
                    help="TF intra/inter-op threads (0: TensorFlow's default; 1: one core, as "
                         "PyWavelets, and the run adds about 1 to the load average)")
     a = p.parse_args()
-    if a.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(a.threads)
+    set_tf_threads(a.threads)
     tf.get_logger().setLevel("ERROR")
     warnings.filterwarnings("ignore", message="Level value of")
     rec = Recorder(a.name)
