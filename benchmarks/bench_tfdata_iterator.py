@@ -39,6 +39,7 @@ from dwt_keras.wavelets import wavedec2, waverec2  # noqa: E402
 
 
 def _contenders(x, wavelet, level, mode):
+    """``(callables timed, the size of the traced round trip)``: ``(all nodes, non-Const)``."""
     xt = tf.constant(x)
 
     def roundtrip(t):
@@ -51,6 +52,7 @@ def _contenders(x, wavelet, level, mode):
     options.autotune.enabled = False
     options.experimental_optimization.inject_prefetch = False
     kept = iter(tf.data.Dataset.from_tensors(xt).repeat().map(roundtrip).with_options(options))
+    ops = graph.get_concrete_function(xt).graph.get_operations()  # the trace the timing uses
     return {
         "tf.function": lambda: graph(xt).numpy(),
         "new iterator": lambda: next(iter(ds)).numpy(),
@@ -58,16 +60,7 @@ def _contenders(x, wavelet, level, mode):
         "new iterator, identity map": lambda: next(iter(identity)).numpy(),
         "pywt": lambda: pywt.waverec2(pywt.wavedec2(x, wavelet, level=level, mode=mode),
                                       wavelet, mode=mode),
-    }
-
-
-def graph_nodes(x, wavelet, level, mode):
-    """``(all nodes, non-Const nodes)`` of the traced round trip."""
-    def roundtrip(t):
-        return waverec2(wavedec2(t, wavelet, level=level, mode=mode), wavelet, mode=mode)
-
-    ops = tf.function(roundtrip).get_concrete_function(tf.constant(x)).graph.get_operations()
-    return len(ops), sum(o.type != "Const" for o in ops)
+    }, (len(ops), sum(o.type != "Const" for o in ops))
 
 
 def main():
@@ -84,15 +77,14 @@ def main():
     x = np.random.default_rng(0).standard_normal(shape).astype("float32")
     rows = []
     for mode in a.modes:
-        fns = _contenders(x, a.wavelet, a.level, mode)
+        fns, nodes = _contenders(x, a.wavelet, a.level, mode)
         for f in fns.values():  # trace and warm up before the timed first calls
             f()
         first, med, _ = interleaved(fns, a.repeats)
         row = {"mode": mode, "median_ms": {k: 1e3 * v for k, v in med.items()},
                "ratio_to_pywt": {k: v / med["pywt"] for k, v in med.items()},
                "first_call_ms": {k: 1e3 * v for k, v in first.items()}}
-        row["graph_nodes"], row["graph_nodes_not_const"] = graph_nodes(x, a.wavelet, a.level,
-                                                                       mode)
+        row["graph_nodes"], row["graph_nodes_not_const"] = nodes
         rows.append(row)
         print(mode, {k: f"{1e3 * v:.1f} ms ({v / med['pywt']:.2f})" for k, v in med.items()},
               flush=True)

@@ -198,12 +198,12 @@ def _row_transform():
         return [title, "<= 0.5x", _not_quiet(f, "wavelet_modes.json") + "; same-run ratios, "
                 "indicative only, in its [section](#wavelet-transforms)",
                 "to re-measure on a quiet machine"]
-    per_mode = {}
+    per_mode = {}  # the forward+inverse contenders (the 0.5x target is not theirs to meet)
     for r in rows:
-        per_mode.setdefault(r["contender"], []).append(r["ratio_to_pywt"])
-    text = "; ".join(f"{c} {sum(v <= 0.5 for v in vs)} of {len(vs)}"
-                     for c, vs in per_mode.items() if "fwd+bwd" not in c)
-    met = all(v <= 0.5 for c, vs in per_mode.items() if "fwd+bwd" not in c for v in vs)
+        if "fwd+bwd" not in r["contender"]:
+            per_mode.setdefault(r["contender"], []).append(r["ratio_to_pywt"])
+    text = "; ".join(f"{c} {sum(v <= 0.5 for v in vs)} of {len(vs)}" for c, vs in per_mode.items())
+    met = all(v <= 0.5 for vs in per_mode.values() for v in vs)
     return [title, "<= 0.5x", f"cells within 0.5x: {text} (quiet, one thread, "
             f"{loads(f['meta'])}; `wavelet_modes.json`)", "met" if met else "**missed**"]
 
@@ -316,15 +316,15 @@ def _row_overhead():
     text = (f"~{min(cpu):.1f}-{max(cpu):.1f}x CPU time (wavelet and DCT bases; one run at load "
             f"{min(m['load_avg_end'][0], m['load_avg_start'][0]):.0f}-"
             f"{max(m['load_avg_end'][0], m['load_avg_start'][0]):.0f})")
+    status = "**missed** (noisy machine)"
     quiet = load(COEFFICIENT_FIT)
     if quiet["meta"].get("quiet"):
         projected = [r for k in ("0.05", "0.03") for r in _fit_ratios(quiet, "projected", k)]
         text += (f"; quiet, one thread (LeNet-300-100 haar, keep 3-5 %): "
                  f"{_span(projected, '{:.1f}')}x wall time (`{COEFFICIENT_FIT}`)")
-        return ["retraining with the mask held vs plain `fit()`, epoch time", "<= 1.15x", text,
-                "**missed**"]
+        status = "**missed**"
     return ["retraining with the mask held vs plain `fit()`, epoch time", "<= 1.15x", text,
-            "**missed** (noisy machine)"]
+            status]
 
 
 # ---- the standard commands' operating point (issue 12) ---------------------------------------
