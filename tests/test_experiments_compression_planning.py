@@ -82,18 +82,25 @@ def test_auto_penalises_dct_coefficients_during_dense_training():
     assert block["basis_during_dense_training"] == "dct"
 
 
-@pytest.mark.slow
-def test_stored_batchnorm_statistics_are_recalibrated_on_augmented_training_batches(
-        tmp_path, tiny_data_dir, monkeypatch):
+def _spy_on_recalibration(monkeypatch):
+    """The batches of each BatchNorm recalibration the engine runs (a list per call, as it
+    passed them), each recalibration then run on exactly those batches."""
     from dwt_keras.training import batchnorm
 
-    seen = []  # the batches of each recalibration, as the engine passed them
+    seen = []
 
     def spy(model, data, batches=None, batch_size=128, layers=None):
         seen.append([np.asarray(x) for x in batchnorm._batches(data, batch_size, batches)])
         return recalibrate_batchnorm(model, seen[-1], layers=layers)
 
     monkeypatch.setattr(batchnorm, "recalibrate_batchnorm", spy)
+    return seen
+
+
+@pytest.mark.slow
+def test_stored_batchnorm_statistics_are_recalibrated_on_augmented_training_batches(
+        tmp_path, tiny_data_dir, monkeypatch):
+    seen = _spy_on_recalibration(monkeypatch)
     config = CompressionConfig(
         dataset="cifar10_subset", model="resnet20", resnet_width=2, wavelet="dct",
         min_kernel_size=64, epochs=1, retrain_epochs=1, batch_size=64, max_train_samples=256,
@@ -129,16 +136,7 @@ def test_stored_batchnorm_statistics_are_recalibrated_on_augmented_training_batc
 
 def test_recalibration_sees_the_augmented_training_pipeline(tmp_path, tiny_data_dir,
                                                             monkeypatch):
-    from dwt_keras.training import batchnorm
-
-    seen = []
-
-    def spy(model, data, batches=None, batch_size=128, layers=None):
-        seen.append(np.concatenate([np.asarray(x) for x in
-                                    batchnorm._batches(data, batch_size, batches)]))
-        return recalibrate_batchnorm(model, seen[-1], layers=layers)
-
-    monkeypatch.setattr(batchnorm, "recalibrate_batchnorm", spy)
+    seen = _spy_on_recalibration(monkeypatch)
     config = CompressionConfig(wavelet="haar", batch_norm=True, augment="mnist",
                                bn_recalibration_batches=2, data_dir=str(tiny_data_dir),
                                save_dir=str(tmp_path), **TINY)
@@ -146,7 +144,7 @@ def test_recalibration_sees_the_augmented_training_pipeline(tmp_path, tiny_data_
     assert report["compressed"]["batchnorm_recalibration"]["batches"] == 2
     # the batches fit() trains on (rotated, shifted, noisy): none is a clean training image
     clean = load_data(config).x_train
-    used = seen[-1]
+    used = np.concatenate(seen[-1])
     assert used.shape == (2 * TINY["batch_size"],) + clean.shape[1:]
     assert not any(np.any(np.all(np.isclose(clean, img, atol=1e-4), axis=(1, 2, 3)))
                    for img in used)
