@@ -48,8 +48,8 @@ def _analysis_adjoint_core(lo, hi, ax, p):
 def _wrapped_up_conv(coeffs, ax, wrap, n, filters):
     """The periodic ``fold(up_conv(coeffs))``: ``up_conv`` of the periodically extended
     coefficients, cropped to the ``n`` samples (see `_plan.SynthesisPlan`)."""
-    before, after, start = wrap
-    return K.up_conv([K.wrap(c, ax, before, after) for c in coeffs], ax,
+    pads, start = wrap
+    return K.up_conv([K.extend(c, ax, pads) for c in coeffs], ax,
                      filters)[K.sl(ax, slice(start, start + n))]
 
 

@@ -132,15 +132,6 @@ def extend(x, ax, pads):
     return tf.concat(parts, axis=ax)
 
 
-def wrap(x, ax, before, after):
-    """``x`` extended periodically: its last `before` samples in front, its first `after`
-    behind (each at most the length of the axis)."""
-    n = static_len(x, ax)
-    parts = ([x[sl(ax, slice(n - before, n))]] if before else []) + [x] + \
-        ([x[sl(ax, slice(0, after))]] if after else [])
-    return tf.concat(parts, axis=ax) if len(parts) > 1 else x
-
-
 def _piece_rows(p):
     return p[1] if p[0] == "z" else (p[3] if p[0] == "i" else p[3].shape[1])
 

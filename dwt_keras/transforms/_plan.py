@@ -230,10 +230,10 @@ class AnalysisPlan:
 class SynthesisPlan:
     """``x = fold(up_conv(cA, cD))``: ``n_coeffs`` coefficients -> ``n`` samples.
 
-    ``wrap`` (``periodization``): ``(before, after, start)``: the same ``x`` computed as
-    ``up_conv`` of the coefficients extended periodically by ``before`` / ``after`` samples,
-    cropped at ``start``: the periodic fold of the output becomes two slices of the input (fewer
-    ops in a graph than the fold's slices, pads and sums; the same arithmetic).
+    ``wrap`` (``periodization``): ``(pads, start)``: the same ``x`` computed as ``up_conv`` of
+    the coefficients extended periodically (``pads``: a `pad_plan` of the coefficients, mode
+    ``"wrap"``), cropped at ``start``: the periodic fold of the output becomes two slices of the
+    input (fewer ops in a graph than the fold's slices, pads and sums; the same arithmetic).
     """
 
     __slots__ = ("n_coeffs", "n", "left", "right", "pads", "filters", "wrap")
@@ -244,7 +244,7 @@ class SynthesisPlan:
 
 
 def _periodic_wrap(n_coeffs, n, left, filter_len):
-    """``(before, after, start)`` of `SynthesisPlan.wrap`, or None where the coefficients are
+    """``(pads, start)`` of `SynthesisPlan.wrap`, or None where the coefficients are
     shorter than the extension (very short axes keep the fold) and for custom odd-length banks
     (whose up_conv output is cropped to the odd length: they keep the fold)."""
     if filter_len % 2:
@@ -255,7 +255,7 @@ def _periodic_wrap(n_coeffs, n, left, filter_len):
     after = (n - 1 + left) // 2 - n_coeffs + 1
     if before < 0 or after < 0 or max(before, after) > n_coeffs:
         return None
-    return before, after, left + 2 * before
+    return pad_plan(n_coeffs, before, after, "wrap"), left + 2 * before
 
 
 @functools.lru_cache(maxsize=4096)
