@@ -17,9 +17,17 @@ right after pruning (for ResNet-20 also after BatchNorm recalibration) and after
 retraining with the mask held (1 epoch on MNIST, 3 on the CIFAR subset; fresh Adam).
 
     python benchmarks/bench_auto_basis.py --data_dir /work/shared/data --seeds 0 1 2
+
+`--dense_models model:seed:path ...` measures the energy on models trained elsewhere instead
+(e.g. the dense_model.keras of the compression runs of the ResNet-20 recipe, trained to 68 %
+where this script's own 12-epoch ResNet-20 reaches about 30 %); no accuracy variants then:
+
+    python benchmarks/bench_auto_basis.py --dense_models resnet20:0:RUN0/dense_model.keras \
+        resnet20:1:RUN1/dense_model.keras --out auto_basis_resnet20_trained
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -113,7 +121,6 @@ def batch_size(name):
 
 def train(name, seed, data_dir, epochs, n_train):
     import keras
-    import numpy as np
 
     from dwt_keras.data import load_arrays
     from dwt_keras.experiments.registry import build_model
@@ -207,6 +214,51 @@ def summarize(layer_rows):
     return by_type, best
 
 
+def layer_rows_of(model, name, seed, num_classes, channels):
+    """Energy kept by every candidate of every compressed layer of `model`."""
+    import numpy as np
+
+    from dwt_keras.compression import auto, bases
+
+    rows = []
+    for layer in bases.compressible_layers(model):
+        w = np.asarray(bases.kernel_variable(layer).numpy())
+        kind = layer_type(layer, bases.plan_layer(layer, "haar", warn=False), num_classes,
+                          channels)
+        for label, plan, ortho in candidates(layer):
+            t = auto.NumpyTransform(plan)
+            rows.append({
+                "model": name, "seed": seed, "layer": layer.name, "type": kind,
+                "kernel_shape": list(plan.kernel_shape), "candidate": label,
+                "view": plan.view, "orthonormal": ortho,
+                "energy_kept": {str(k): energy_kept(t, w, k, ortho) for k in KEEPS}})
+    return rows
+
+
+def measure_files(a):
+    """`--dense_models`: the energy table of trained model files (no training, no variants)."""
+    import keras
+
+    from _record import Recorder
+
+    rows, models = [], []
+    for spec in a.dense_models:
+        name, seed, path = spec.split(":", 2)
+        model = keras.saving.load_model(path, compile=False)
+        report = os.path.join(os.path.dirname(path), "report.json")
+        acc = (json.load(open(report))["dense"]["test_accuracy"]
+               if os.path.exists(report) else None)
+        models.append({"model": name, "seed": int(seed), "from": path,
+                       "dense_test_accuracy": acc, "params": int(model.count_params())})
+        rows += layer_rows_of(model, name, int(seed), int(model.output_shape[-1]),
+                              int(model.input_shape[-1]))
+    table, best = summarize(rows)
+    path = Recorder(a.out).write({"keeps": list(KEEPS), "models": models, "layers": rows,
+                                  "mean_energy_kept_by_type": table, "best_by_type": best},
+                                 seeds=sorted({m["seed"] for m in models}))
+    print("wrote", path)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data_dir", default=os.environ.get("DWT_KERAS_DATA_DIR"))
@@ -220,15 +272,15 @@ def main():
     p.add_argument("--variants", nargs="+", default=list(VARIANTS)[:-1], choices=list(VARIANTS))
     p.add_argument("--skip_energy", action="store_true", help="only the accuracy variants")
     p.add_argument("--out", default="auto_basis")
+    p.add_argument("--dense_models", nargs="+", default=None,
+                   help="model:seed:path of trained .keras files to measure instead of training")
     a = p.parse_args()
+    if a.dense_models:
+        return measure_files(a)
 
     from _record import Recorder
 
     rec = Recorder(a.out)
-    import numpy as np
-
-    from dwt_keras.compression import auto, bases
-
     layer_rows, models, shots = [], [], []
     for seed in a.seeds:
         for name in a.models:
@@ -237,18 +289,9 @@ def main():
                                    4000 if name == "resnet20" else a.mnist_train)
             models.append(info)
             print(info, flush=True)
-            channels = s.x_train.shape[-1]
-            for layer in [] if a.skip_energy else bases.compressible_layers(model):
-                w = np.asarray(bases.kernel_variable(layer).numpy())
-                kind = layer_type(layer, bases.plan_layer(layer, "haar", warn=False),
-                                  s.info["num_classes"], channels)
-                for label, plan, ortho in candidates(layer):
-                    t = auto.NumpyTransform(plan)
-                    layer_rows.append({
-                        "model": name, "seed": seed, "layer": layer.name, "type": kind,
-                        "kernel_shape": list(plan.kernel_shape), "candidate": label,
-                        "view": plan.view, "orthonormal": ortho,
-                        "energy_kept": {str(k): energy_kept(t, w, k, ortho) for k in KEEPS}})
+            if not a.skip_energy:
+                layer_rows += layer_rows_of(model, name, seed, s.info["num_classes"],
+                                            s.x_train.shape[-1])
             retrain = a.retrain_epochs * (3 if name == "resnet20" else 1)
             for row in one_shot(model, s, a.one_shot_keep, name, retrain, batch_size(name),
                                 a.variants):

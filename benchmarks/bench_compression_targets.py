@@ -18,6 +18,15 @@ Variants (flag overrides of the config file):
 * `standard`: the config file as it is;
 * `identity`: `--wavelet identity` (magnitude pruning), everything else the same;
 * `ablation_*`: the standard command with one piece switched off (see `VARIANTS`).
+
+`--dense_from standard` starts every other variant of a seed from the dense model that the
+seed's recorded `standard` run wrote (`--init_from=<its dense_model.keras> --epochs=0`): the
+dense training is deterministic per seed (the dense_model.keras of two runs of one seed hold
+the same weights byte for byte), so this is the same dense model, trained once instead of once
+per variant, and every variant of a seed is compared from the same weights.
+
+    python benchmarks/bench_compression_targets.py --config cifar10_subset_resnet20 \
+        --seeds 0,1,2 --variants standard,r20_identity,r20_dct,r20_haar --dense_from standard
 """
 
 import argparse
@@ -48,6 +57,21 @@ VARIANTS = {
                                         "--retrain_lr=1e-4"],
     # ResNet-20: a higher start and a longer retraining before the walk (issue 15's recipe)
     "keep15_retrain15": ["--keep_ratio=0.15", "--retrain_epochs=15"],
+    # ResNet-20, issue 15: a finer walk after the longer retraining (stages 0.9x apart with
+    # 3 epochs each), and the comparison of bases on that recipe
+    "keep15_retrain15_f09": ["--keep_ratio=0.15", "--retrain_epochs=15", "--stage_factor=0.9",
+                             "--stage_epochs=3"],
+    "keep15_retrain15_stage5": ["--keep_ratio=0.15", "--retrain_epochs=15",
+                                "--stage_epochs=5"],
+    # the bases side by side at one fixed operating point from each seed's dense model (keep
+    # 10 %, 5 retraining epochs, no walk): magnitude pruning, the 2-D DCT over each filter's
+    # kh x kw taps, the wavelet fallback across channels (1-D haar over the flattened
+    # cin*kh*kw axis, as small_kernel_fallback='flatten') and the per-layer choice
+    **{f"fixed10_{name}": ["--keep_ratio=0.1", "--retrain_epochs=5", "--max_accuracy_drop=-1",
+                           *flags_]
+       for name, flags_ in (("auto", []), ("identity", ["--wavelet=identity"]),
+                            ("dct", ["--wavelet=dct"]),
+                            ("flatten", ["--wavelet=haar", "--small_kernel_fallback=flatten"]))},
     # one piece off at a time
     "ablation_fixed_keep": ["--max_accuracy_drop=-1"],      # no operating-point walk
     "ablation_haar": ["--wavelet=haar"],                    # one wavelet instead of auto
@@ -77,6 +101,23 @@ def _config(name, flags_, data_dir, save_dir, seed):
     return config, argv
 
 
+def _dense_model(runs, sources, variant, seed):
+    """The dense_model.keras of the first of `sources` (comma-separated variants) recorded for
+    `seed` (None: train the dense model)."""
+    if not sources or variant in sources.split(","):
+        return None
+    for source in sources.split(","):
+        for r in runs:
+            if r["variant"] == source and r["seed"] == seed and not r.get("dense_from"):
+                path = os.path.join(r["run_dir"], "dense_model.keras")
+                if not os.path.exists(path):
+                    raise SystemExit(f"--dense_from {source}: {path} is gone; re-run {source} "
+                                     f"for seed {seed} or drop --dense_from")
+                return path
+    raise SystemExit(f"--dense_from {sources}: none of them is recorded for seed {seed}; list "
+                     "one of them first in --variants")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="mnist_lenet300")
@@ -84,6 +125,9 @@ def main():
     p.add_argument("--variants", default="standard,identity")
     p.add_argument("--data_dir", default=os.path.join(ROOT, "..", "shared", "data"))
     p.add_argument("--save_dir", default="/tmp/compression_targets")
+    p.add_argument("--dense_from", default=None,
+                   help="start the other variants of a seed from the dense model of the first "
+                        "of these variants (comma-separated) recorded for that seed")
     a = p.parse_args()
 
     from dwt_keras.experiments.compression import run_compression
@@ -97,7 +141,11 @@ def main():
         for variant in a.variants.split(","):
             if (variant, seed) in done:
                 continue
-            config, argv = _config(a.config, VARIANTS[variant], a.data_dir, a.save_dir, seed)
+            overrides = list(VARIANTS[variant])
+            dense_from = _dense_model(runs, a.dense_from, variant, seed)
+            if dense_from:
+                overrides += [f"--init_from={dense_from}", "--epochs=0"]
+            config, argv = _config(a.config, overrides, a.data_dir, a.save_dir, seed)
             t0 = time.time()
             report = run_compression(config)
             d, c = report["dense"], report["compressed"]
@@ -116,7 +164,8 @@ def main():
                 "plan": [{k: p.get(k) for k in ("layer", "basis_name", "view", "level")}
                          for p in report["plan"]],
                 "storage": c.get("byte_breakdown"),
-                "seconds": time.time() - t0, "run_dir": report["run_dir"]})
+                "seconds": time.time() - t0, "run_dir": report["run_dir"],
+                "dense_from": dense_from})
             rec.write({"config": a.config, "runs": runs}, seeds=sorted({r["seed"] for r in runs}))
             print(f"{variant} seed {seed}: {c['compression_ratio']:.1f}x at "
                   f"{100 * c['test_accuracy']:.2f} % (dense {100 * d['test_accuracy']:.2f} %)",

@@ -369,24 +369,132 @@ def test_one_by_one_convolutions_are_identity_without_a_warning():
     assert p.basis == "identity" and "1x1" in p.fallback
 
 
-def test_kernels_nested_in_a_custom_layer_are_reported_not_skipped_silently():
-    class Block(keras.layers.Layer):
+@keras.saving.register_keras_serializable(package="test_compression_bases")
+class _Attention(keras.layers.Layer):
+    """Two kernels one level down (as a transformer block's attention)."""
+
+    def __init__(self, units=32, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.qkv = keras.layers.Dense(units, name="qkv")
+        self.proj = keras.layers.Dense(units, name="proj")
+
+    def build(self, input_shape):
+        self.qkv.build(input_shape)
+        self.proj.build((*input_shape[:-1], self.units))
+
+    def call(self, x):
+        return self.proj(keras.ops.relu(self.qkv(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="test_compression_bases")
+class _Block(keras.layers.Layer):
+    """A block whose sublayer names repeat in every block (attn/qkv, fc)."""
+
+    def __init__(self, units=32, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.attn = _Attention(units, name="attn")
+        self.fc = keras.layers.Dense(units, name="fc")
+        self.norm = keras.layers.LayerNormalization(name="norm")
+
+    def build(self, input_shape):
+        self.attn.build(input_shape)
+        self.fc.build((*input_shape[:-1], self.units))
+        self.norm.build((*input_shape[:-1], self.units))
+
+    def call(self, x):
+        return self.norm(x + self.fc(self.attn(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def _blocks_model():
+    inputs = keras.Input((32,))
+    x = _Block(name="block_0")(inputs)
+    x = _Block(name="block_1")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="out")(x))
+
+
+def test_kernels_nested_in_custom_layers_are_planned_by_path():
+    from dwt_keras.compression import constraints
+
+    model = _blocks_model()
+    plan = plan_model(model, "haar", min_kernel_size=64, warn=False)
+    nested = ["block_0/attn/qkv", "block_0/attn/proj", "block_0/fc",
+              "block_1/attn/qkv", "block_1/attn/proj", "block_1/fc"]
+    # the model's own layers first (their stored positions do not move), then the paths
+    assert [p.layer for p in plan] == ["out"] + nested
+    entry = {d["layer"]: d for d in plan.dense_layers}["block_0"]
+    assert "planned by path" in entry["reason"]
+    assert entry["n_weights"] == 2 * 32  # the norm's (the nested layers are entries of their own)
+    keys = bases.layers_by_key(model)
+    assert keys["block_1/attn/qkv"] is model.get_layer("block_1").attn.qkv
+    assert keys["block_0/attn/qkv"] is not keys["block_1/attn/qkv"]
+
+    state = constraints.CompressionState.create(model, plan)
+    state.prune(0.25)
+    kernel = np.asarray(model.get_layer("block_1").attn.qkv.kernel.numpy())
+    coeffs = np.asarray(KernelTransform(plan[4]).forward(kernel))
+    assert plan[4].layer == "block_1/attn/qkv"
+    assert 0 < np.count_nonzero(np.abs(coeffs) > 1e-7) <= int(0.25 * coeffs.size) + 1
+
+
+
+def test_a_file_of_nested_kernels_reloads_into_the_right_blocks(tmp_path):
+    from dwt_keras.compression import constraints, storage
+
+    model = _blocks_model()
+    plan = plan_model(model, "haar", min_kernel_size=64, warn=False)
+    constraints.CompressionState.create(model, plan).prune(0.3)
+    x = np.random.default_rng(0).normal(size=(8, 32)).astype("float32")
+    storage.save_compressed(model, tmp_path / "m.dwtc", quantize=None)
+    loaded = storage.load_compressed(tmp_path / "m.dwtc")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
+    for b in ("block_0", "block_1"):  # each block gets its own kernels back, not its twin's
+        np.testing.assert_allclose(loaded.get_layer(b).attn.qkv.kernel.numpy(),
+                                   model.get_layer(b).attn.qkv.kernel.numpy(), atol=1e-6)
+    assert sorted(constraints.get_state(loaded).plans) == sorted(p.layer for p in plan)
+
+
+def test_a_model_s_own_layers_keep_their_stored_positions(tmp_path):
+    # Files written before nested kernels were planned store the position of each compressed
+    # layer in the flattened list of the model's own layers; those positions must not move.
+    from dwt_keras.compression import constraints, storage
+
+    model = _blocks_model()
+    plan = plan_model(model, "haar", layers=["out"], warn=False)
+    constraints.CompressionState.create(model, plan).prune(0.3)
+    storage.save_compressed(model, tmp_path / "m.dwtc", quantize=None)
+    header, _ = storage.read_header((tmp_path / "m.dwtc").read_bytes())
+    own = [l.name for l in bases._flatten_layers(model)]
+    (entry,) = [e for e in header["weights"] if e["kind"] == "compressed"]
+    assert entry["layer_index"] == own.index("out")
+    assert [k for k, _ in bases.named_layers(model)][:len(own)] == own
+
+
+def test_nested_kernels_with_the_same_path_stay_dense_with_a_reason():
+    class Twin(keras.layers.Layer):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
-            self.inner = keras.layers.Dense(32, name="inner")
+            self.a = keras.layers.Dense(32, name="inner")
+            self.b = keras.layers.Dense(32, name="inner")
 
         def call(self, x):
-            return self.inner(x)
+            return self.b(self.a(x))
 
     inputs = keras.Input((64,))
-    x = Block(name="block")(inputs)
+    x = Twin(name="twin")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(10, name="out")(x))
-    with pytest.warns(UserWarning, match="block"):
+    with pytest.warns(UserWarning, match="twin"):
         plan = plan_model(model, "haar", min_kernel_size=64)
     assert [p.layer for p in plan] == ["out"]
-    entry = {d["layer"]: d for d in plan.dense_layers}["block"]
-    assert "inner" in entry["reason"] and "not planned" in entry["reason"]
-    assert entry["nested_layers"] == ["inner"]
+    entry = {d["layer"]: d for d in plan.dense_layers}["twin"]
+    assert "not unique" in entry["reason"] and entry["nested_layers"] == ["twin/inner"]
     # a model's own layers plan without that warning
     flat = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32), keras.layers.Dense(10)])
     with warnings.catch_warnings():

@@ -3,6 +3,7 @@ choice recorded in report.json's plan), compressibility training (the penalty in
 both phases), BatchNorm recalibration of the stored file, and refusal of redundant modes before
 any training."""
 
+import inspect
 import json
 
 import keras
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from dwt_keras.compression import load_compressed
-from dwt_keras.compression.bases import AutoBasis
+from dwt_keras.compression.bases import AutoBasis, KernelTransform
+from dwt_keras.compression.constraints import get_state
 from dwt_keras.experiments.compression import (
     CompressionConfig,
     add_penalty,
@@ -173,3 +175,51 @@ def test_fallback_defaults_to_the_dct_over_the_taps_never_across_channels():
                        small_kernel_fallback=config.small_kernel_fallback, warn=False)
     conv = {p.layer: p for p in plans}
     assert conv["conv2"].basis == "dct" and conv["conv2"].view == "conv_spatial"
+
+
+def test_the_compression_basis_is_not_passed_to_the_w_msa_tokenizer():
+    # `wavelet` is the basis in the compression config (here "auto"); W-MSA's tokenizer keeps
+    # its own wavelet instead of receiving the basis (which is not a wavelet at all).
+    from dwt_keras.experiments.registry import model_options
+    from dwt_keras.transformer.models import WaveletTransformer
+
+    config = CompressionConfig(model="wmsa", wavelet="auto")
+    assert "wavelet" not in model_options("wmsa", config)
+    model = build_model("wmsa", (32, 32, 3), 10, options=config)
+    default = inspect.signature(WaveletTransformer.__init__).parameters["wavelet"].default
+    assert model.get_config()["wavelet"] == default
+    # the transformer app's config, where `wavelet` is the tokenizer's, still passes it
+    from dwt_keras.experiments.transformer import TransformerConfig
+
+    assert model_options("wmsa", TransformerConfig(wavelet="haar"))["wavelet"] == "haar"
+
+
+def test_a_vit_s_block_kernels_are_compressed_stored_and_reloaded(tmp_path, tiny_data_dir):
+    # The kernels of a transformer block are attributes of a custom layer (and their names
+    # repeat in every block): they are planned by path, compressed, stored and reloaded.
+    def small_vit(config, info):
+        return build_model("vit", tuple(info["image_shape"]), info["num_classes"],
+                           model_size="custom", embed_dim=32, depth=2, num_heads=2,
+                           patch_size=8)
+
+    report = run_compression(CompressionConfig(
+        dataset="cifar10_subset", data_dir=str(tiny_data_dir), model_fn=small_vit,
+        max_train_samples=128, max_eval_samples=64, latency_repeats=1, epochs=1,
+        retrain_epochs=1, keep_ratio=0.2, batch_size=32, wavelet="dct", min_kernel_size=256,
+        save_dir=str(tmp_path), plots=False, verbose=0))
+    layers = [p["layer"] for p in report["plan"]]
+    for block in ("block_0", "block_1"):
+        for sub in ("attn/qkv", "attn/proj", "fc1", "fc2"):
+            assert f"{block}/{sub}" in layers
+    dense = {d["layer"]: d for d in report["dense_layers"]}
+    assert "planned by path" in dense["block_0"]["reason"]
+    loaded = load_compressed(report["files"]["compressed_model"])
+    state = get_state(loaded)
+    key = "block_1/attn/qkv"
+    mask = state.mask_arrays()[key]
+    coefficients = np.asarray(KernelTransform(state.plans[key]).forward(
+        loaded.blocks[1].attn.qkv.kernel.numpy()))
+    # the reloaded block's kernel is its own stored coefficients (not its twin's in block_0)
+    assert 0 < mask.sum() < 0.5 * mask.size
+    assert np.abs(coefficients[~mask]).max() < 1e-5
+    assert state.layers[key] is loaded.blocks[1].attn.qkv

@@ -84,20 +84,19 @@ def plan_auto(model, record, fixed_plans, warn=True):
     Returns:
         ``{layer: LayerPlan}`` for the auto layers, each with its ``choice``.
     """
-    by_name = {l.name: l for l in bases._flatten_layers(model)}
     cands, kernels = {}, {}
     names = set(record.settings) | set(fixed_plans)
-    for l in bases._flatten_layers(model):
-        if l.name not in names:
+    for key, l in bases.named_layers(model):
+        if key not in names:
             continue
-        kernels[l.name] = bases.kernel_variable(l)
-        if l.name in fixed_plans:
-            cands[l.name] = [fixed_plans[l.name]]
+        kernels[key] = bases.kernel_variable(l)
+        if key in fixed_plans:
+            cands[key] = [fixed_plans[key]]
         else:
-            s = dict(record.settings[l.name])
+            s = dict(record.settings[key])
             s.pop("basis")
-            cands[l.name] = bases.candidate_plans(by_name[l.name], record.spec.candidates(),
-                                                  warn=warn, **s)
+            cands[key] = bases.candidate_plans(l, record.spec.candidates(), warn=warn,
+                                               name=key, **s)
     chosen = choose_plans(cands, kernels, record.keep_ratio, record.scope, record.spec,
                           model=model)
     record.fingerprint = fingerprint({n: kernels[n] for n in record.settings})

@@ -45,6 +45,7 @@ given keep ratio ``auto`` never keeps less energy than magnitude pruning.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import numbers
@@ -428,12 +429,16 @@ def _flatten_source_shape(layer):
     return None
 
 
-def _resolve_geometry(layer, kshape, geometry, warn):
-    """``(H, W, C)`` or None for a 2-D kernel, from ``geometry="auto" | None | (H, W[, C])``."""
+def _resolve_geometry(layer, kshape, geometry, warn, name=None):
+    """``(H, W, C)`` or None for a 2-D kernel, from ``geometry="auto" | None | (H, W[, C])``.
+
+    `name`: the layer's plan key; a layer nested in a custom layer (a path) is fed inside that
+    layer's `call`, so it plans over its input axis without the warning."""
+    name = name or layer.name
     if len(kshape) != 2 or type(layer).__name__ == "Embedding":
         if geometry not in ("auto", None):
             raise ValueError(
-                f"Layer '{layer.name}': geometry applies to a Dense kernel fed by a flattened "
+                f"Layer '{name}': geometry applies to a Dense kernel fed by a flattened "
                 f"feature map, not to a {type(layer).__name__} kernel of shape {kshape}. "
                 f"Received: geometry={geometry!r}")
         return None
@@ -441,13 +446,13 @@ def _resolve_geometry(layer, kshape, geometry, warn):
         return None
     if geometry == "auto":
         if not _in_functional_graph(layer):
-            if warn:
+            if warn and "/" not in name:
                 warnings.warn(
-                    f"Layer '{layer.name}': the geometry of its input cannot be detected (the "
+                    f"Layer '{name}': the geometry of its input cannot be detected (the "
                     "layer was never called in a functional graph, e.g. it belongs to a "
                     f"subclassed model), so its {kshape[0]} inputs are planned as a plain input "
                     "axis. If its input is a flattened H x W x C feature map, pass "
-                    f"layer_overrides={{'{layer.name}': {{'geometry': [H, W, C]}}}}.",
+                    f"layer_overrides={{'{name}': {{'geometry': [H, W, C]}}}}.",
                     UserWarning, stacklevel=3)
             return None
         return _flatten_source_shape(layer)
@@ -459,7 +464,7 @@ def _resolve_geometry(layer, kshape, geometry, warn):
         geo = (*geo, 1)
     if len(geo) != 3 or int(np.prod(geo)) != kshape[0]:
         raise ValueError(
-            f"Layer '{layer.name}': geometry {geometry} does not match its kernel {kshape} "
+            f"Layer '{name}': geometry {geometry} does not match its kernel {kshape} "
             "(need (H, W[, C]) with H*W*C equal to the kernel's input size). "
             f"Received: geometry={geometry!r}")
     return geo
@@ -570,7 +575,7 @@ def _layer_kernel_shape(layer):
 
 def candidate_plans(layer, bases=("identity", "dct") + AUTO_WAVELETS, mode="periodization",
                     level=None, small_kernel_fallback=DEFAULT_FALLBACK, geometry="auto",
-                    warn=True):
+                    warn=True, name=None):
     """Every exact plan of `layer`'s kernel over the allowed views: the candidates of ``auto``.
 
     Args:
@@ -582,6 +587,7 @@ def candidate_plans(layer, bases=("identity", "dct") + AUTO_WAVELETS, mode="peri
         small_kernel_fallback: ``"flatten"`` adds the views that flatten across channels.
         geometry: as in `plan_layer`.
         warn: warn when the input geometry cannot be detected.
+        name: the plans' layer key (as in `plan_layer`).
 
     Returns:
         A list of `LayerPlan`, identity first, none redundant.
@@ -593,8 +599,9 @@ def candidate_plans(layer, bases=("identity", "dct") + AUTO_WAVELETS, mode="peri
     _check_fallback(small_kernel_fallback)
     kshape = _layer_kernel_shape(layer)
     cls_name = type(layer).__name__
-    geo = _resolve_geometry(layer, kshape, geometry, warn)
-    out = [_identity_plan(layer.name, cls_name, kshape)]
+    name = name or layer.name
+    geo = _resolve_geometry(layer, kshape, geometry, warn, name)
+    out = [_identity_plan(name, cls_name, kshape)]
     preferred, flattened = _views(cls_name, kshape, geo)
     views = [v for v in (preferred, flattened if small_kernel_fallback == "flatten" else None)
              if v is not None and max(v.lengths) > 1]
@@ -602,20 +609,20 @@ def candidate_plans(layer, bases=("identity", "dct") + AUTO_WAVELETS, mode="peri
         for b in bases:
             kind = basis_kind(b)
             if kind == "dct":
-                out.append(_view_plan(layer.name, cls_name, kshape, view, "dct"))
+                out.append(_view_plan(name, cls_name, kshape, view, "dct"))
             elif kind == "wavelet":
                 wav = canonical_basis(b)
                 max_lvl, redundant = exact_level(view.lengths, wav, mode)
                 if redundant or max_lvl < 1:
                     continue
                 levels = range(1, max_lvl + 1) if level is None else [min(int(level), max_lvl)]
-                out.extend(_view_plan(layer.name, cls_name, kshape, view, "wavelet", wav, mode, lv)
+                out.extend(_view_plan(name, cls_name, kshape, view, "wavelet", wav, mode, lv)
                            for lv in levels)
     return out
 
 
 def plan_layer(layer, basis="haar", mode="periodization", level=None,
-               small_kernel_fallback=DEFAULT_FALLBACK, geometry="auto", warn=True):
+               small_kernel_fallback=DEFAULT_FALLBACK, geometry="auto", warn=True, name=None):
     """Plans the transform of one layer's kernel.
 
     Args:
@@ -631,6 +638,8 @@ def plan_layer(layer, basis="haar", mode="periodization", level=None,
         geometry: ``"auto"`` (detect a preceding ``Flatten``), ``None`` (plain 1-D), or an
             explicit ``(H, W, C)`` whose product is the kernel's input size.
         warn: emit ``UserWarning`` for fallbacks, lowered levels and undetectable geometry.
+        name: the plan's layer key (default: the layer's name; `named_layers` gives the path of
+            a layer nested in a custom layer).
 
     Returns:
         A `LayerPlan`.
@@ -653,17 +662,18 @@ def plan_layer(layer, basis="haar", mode="periodization", level=None,
         from dwt_keras.compression import auto
 
         spec = auto_spec(basis)
+        key = name or layer.name
         cands = candidate_plans(layer, spec.candidates(), mode, level, small_kernel_fallback,
-                                geometry, warn)
+                                geometry, warn, name=key)
         keep = spec.keep_ratio or AUTO_PROVISIONAL_KEEP
-        return auto.choose_plans(layer_candidates={layer.name: cands},
-                                 kernels={layer.name: kernel_variable(layer)},
-                                 keep_ratio=keep, scope="per_layer", spec=spec)[layer.name]
+        return auto.choose_plans(layer_candidates={key: cands},
+                                 kernels={key: kernel_variable(layer)},
+                                 keep_ratio=keep, scope="per_layer", spec=spec)[key]
     wavelet = canonical_basis(basis) if kind == "wavelet" else None
     kshape = _layer_kernel_shape(layer)
     cls_name = type(layer).__name__
-    name = layer.name
-    geo = _resolve_geometry(layer, kshape, geometry, warn and kind != "identity")
+    name = name or layer.name
+    geo = _resolve_geometry(layer, kshape, geometry, warn and kind != "identity", name)
 
     preferred, flattened = _views(cls_name, kshape, geo)
     if preferred is None:
@@ -743,6 +753,68 @@ def _flatten_layers(model):
     return out
 
 
+def named_layers(model):
+    """``[(key, layer)]``: the model's leaf layers (`_flatten_layers`, keyed by name), then the
+    layers with a kernel nested inside its custom (non-model) layers, keyed by their path
+    (``"block_0/attn/qkv"``: names repeat across a transformer's blocks, paths do not).
+
+    Plans, masks and stored files name layers by these keys. Nested layers come after the
+    model's own layers, so the positions of those (what a stored file checks) do not move.
+    A path that is not unique (two sublayers of one owner with the same name) is left out: it
+    cannot be named, and its kernel stays dense (the owner's `dense_layers` entry says so).
+    """
+    leaves = _flatten_layers(model)
+    out = [(l.name, l) for l in leaves]
+    for owner in leaves:
+        paths = _nested_kernel_paths(owner)
+        counts = collections.Counter(k for k, _ in paths)
+        out.extend((k, s) for k, s in paths if counts[k] == 1)
+    return out
+
+
+def layers_by_key(model):
+    """``{key: layer}`` of `named_layers`."""
+    return dict(named_layers(model))
+
+
+def _nested_kernel_paths(owner):
+    """``[(path, layer)]`` of the layers with a kernel tracked inside a custom (non-model)
+    layer, at any depth, in tracking order (empty for models and plain layers)."""
+    if getattr(owner, "layers", None) or not hasattr(owner, "_flatten_layers"):
+        return []
+    out, seen = [], {id(owner)}
+
+    def visit(layer, prefix):
+        for sub in layer._flatten_layers(include_self=False, recursive=False):
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            path = f"{prefix}/{sub.name}"
+            if kernel_variable(sub) is not None:
+                out.append((path, sub))
+            visit(sub, path)
+
+    visit(owner, owner.name)
+    return out
+
+
+def _own_weights(layer):
+    """`layer`'s weights less those of the kernel layers nested in it that `named_layers`
+    lists (they are entries of their own)."""
+    paths = _nested_kernel_paths(layer)
+    counts = collections.Counter(k for k, _ in paths)
+    nested = {id(w) for k, s in paths if counts[k] == 1 for w in s.weights}
+    return [w for w in layer.weights if id(w) not in nested]
+
+
+def _unnamed_nested(layer, key):
+    """Paths of kernel layers nested in `layer` that are not unique (so not planned)."""
+    if "/" in key:
+        return []
+    counts = collections.Counter(k for k, _ in _nested_kernel_paths(layer))
+    return sorted(k for k, c in counts.items() if c > 1)
+
+
 def _n_kernel(layer):
     k = kernel_variable(layer)
     return 0 if k is None else int(np.prod(k.shape))
@@ -757,9 +829,8 @@ def compressible_layers(model, min_kernel_size=256, layers=None, exclude=()):
         layers: an explicit list of layer names (overrides the size rule); unknown names raise.
         exclude: names never compressed.
     """
-    all_layers = _flatten_layers(model)
-    by_name = {l.name: l for l in all_layers}
-    with_kernel = [l.name for l in all_layers if kernel_variable(l) is not None]
+    by_name = layers_by_key(model)
+    with_kernel = [n for n, l in by_name.items() if kernel_variable(l) is not None]
     if layers is not None:
         unknown = [n for n in layers if n not in by_name]
         if unknown:
@@ -770,29 +841,28 @@ def compressible_layers(model, min_kernel_size=256, layers=None, exclude=()):
             raise ValueError(f"Layer(s) {bad} have no kernel to compress; layers with a kernel: "
                              f"{with_kernel}. Received: layers={list(layers)!r}")
         return [by_name[n] for n in layers if n not in set(exclude)]
-    return [l for l in all_layers
-            if type(l).__name__ in COMPRESSIBLE_CLASSES and l.name not in set(exclude)
+    return [by_name[n] for n in keys_of_compressible(by_name, min_kernel_size, exclude)]
+
+
+def keys_of_compressible(by_name, min_kernel_size=256, exclude=()):
+    """The keys of `by_name` (`layers_by_key`) whose kernels the size rule compresses."""
+    return [n for n, l in by_name.items()
+            if type(l).__name__ in COMPRESSIBLE_CLASSES and n not in set(exclude)
             and kernel_variable(l) is not None and _n_kernel(l) >= int(min_kernel_size)]
 
 
-def _nested_kernel_layers(layer):
-    """Layers with a kernel tracked inside a custom (non-model) layer: plans do not reach them
-    (they are keyed by layer name, and names repeat across the blocks of a transformer)."""
-    if getattr(layer, "layers", None) or not hasattr(layer, "_flatten_layers"):
-        return []
-    return [s for s in layer._flatten_layers(include_self=False, recursive=True)
-            if kernel_variable(s) is not None]
-
-
-def _dense_reason(layer, min_kernel_size, layers, exclude, overrides, nested=()):
+def _dense_reason(key, layer, min_kernel_size, layers, exclude, overrides, unnamed=()):
     cls_name = type(layer).__name__
-    if nested:
-        return (f"a custom {cls_name} holding {len(nested)} layer(s) with kernels "
-                f"({', '.join(nested)}): layers nested in a custom layer are not planned (a "
-                "model's own layers and those of nested models are), so they stay dense")
-    if layer.name in overrides and overrides[layer.name].get("skip"):
+    if unnamed:
+        return (f"a custom {cls_name} holding {len(unnamed)} layer(s) with kernels whose paths "
+                f"are not unique ({', '.join(unnamed)}): they cannot be named in a plan, so "
+                "they stay dense (give the sublayers distinct names)")
+    if kernel_variable(layer) is None and _nested_kernel_paths(layer):
+        return (f"a custom {cls_name}: its own weights stay dense; the layers with kernels "
+                "inside it are planned by path (see the plan's layers)")
+    if key in overrides and overrides[key].get("skip"):
         return "layer_overrides: skip"
-    if layer.name in set(exclude):
+    if key in set(exclude):
         return "excluded (exclude=)"
     if kernel_variable(layer) is None:
         return "no kernel (biases, normalisation and other weights stay dense)"
@@ -895,48 +965,46 @@ def plan_model(model, basis="haar", mode="periodization", level=None, min_kernel
     if auto_keep_ratio is not None:
         _check_ratio(auto_keep_ratio, "auto_keep_ratio")
     overrides = dict(layer_overrides or {})
-    all_layers = _flatten_layers(model)
-    by_name = {l.name: l for l in all_layers}
+    named = named_layers(model)
+    by_name = dict(named)
     _validate_overrides(overrides, by_name, exclude)
-    chosen = compressible_layers(model, min_kernel_size, layers, exclude)
-    extra = [l for l in all_layers if l.name in overrides and l not in chosen
-             and not overrides[l.name].get("skip")]
-    chosen_names = {l.name for l in chosen + extra} - {
+    chosen = {id(l) for l in compressible_layers(model, min_kernel_size, layers, exclude)}
+    chosen_names = {n for n, l in named if id(l) in chosen or (
+        n in overrides and not overrides[n].get("skip"))} - {
         n for n, ov in overrides.items() if ov.get("skip")}
 
     plans, dense, auto_layers = {}, [], {}
-    for l in all_layers:
-        if l.name not in chosen_names:
-            if l.weights:
-                nested = ([s.name for s in _nested_kernel_layers(l)]
-                          if kernel_variable(l) is None else [])
-                dense.append({"layer": l.name, "class": type(l).__name__,
-                              "n_weights": int(sum(np.prod(w.shape) for w in l.weights)),
-                              "reason": _dense_reason(l, min_kernel_size, layers, exclude,
-                                                      overrides, nested)})
-                if nested:
-                    dense[-1]["nested_layers"] = nested
+    for key, l in named:
+        if key not in chosen_names:
+            own = l.weights if "/" in key else _own_weights(l)
+            if own:
+                unnamed = _unnamed_nested(l, key)
+                dense.append({"layer": key, "class": type(l).__name__,
+                              "n_weights": int(sum(np.prod(w.shape) for w in own)),
+                              "reason": _dense_reason(key, l, min_kernel_size, layers, exclude,
+                                                      overrides, unnamed)})
+                if unnamed:
+                    dense[-1]["nested_layers"] = unnamed
             continue
-        ov = overrides.get(l.name, {})
+        ov = overrides.get(key, {})
         b = ov.get("basis", ov.get("wavelet", basis))
-        _check_applicable(l.name, ov, b)
+        _check_applicable(key, ov, b)
         settings = dict(basis=b, mode=ov.get("mode", mode), level=ov.get("level", level),
                         small_kernel_fallback=ov.get("small_kernel_fallback",
                                                      small_kernel_fallback),
                         geometry=ov.get("geometry", "auto"))
         if is_auto(b):
-            auto_layers[l.name] = settings
-            plans[l.name] = None  # keeps model order
+            auto_layers[key] = settings
+            plans[key] = None  # keeps model order
         else:
-            plans[l.name] = plan_layer(l, warn=warn, **settings)
+            plans[key] = plan_layer(l, warn=warn, name=key, **settings)
 
-    nested = [d for d in dense if d.get("nested_layers")]
-    if nested and warn:
+    unnamed = [d for d in dense if d.get("nested_layers")]
+    if unnamed and warn:
         warnings.warn(
-            f"{len(nested)} custom layer(s) hold layers with kernels that are not compressed "
-            f"(layers nested in a custom layer are not planned): "
-            f"{', '.join(d['layer'] for d in nested)}; their weights are stored dense. "
-            "See the plan's dense_layers for the sublayers.", stacklevel=2)
+            f"{len(unnamed)} custom layer(s) hold layers with kernels whose paths are not "
+            f"unique, so they cannot be planned: {', '.join(d['layer'] for d in unnamed)}; "
+            "their weights are stored dense. See the plan's dense_layers.", stacklevel=2)
 
     auto_record = None
     if auto_layers:

@@ -646,6 +646,9 @@ def to_coefficient_domain(model, state=None, product="auto", check=True):
         layer = state.layers[name]
         coeff = np.where(masks[name], coeffs[name], 0).astype(np.float32)
         reason = unsupported_reason(plan)
+        if reason is None and "/" in name:
+            reason = ("nested in a custom layer (the coefficient form replaces the model's own "
+                      "layers)")
         if reason is None and type(layer) is not keras.layers.Dense:
             reason = f"{type(layer).__name__} is not a plain keras.layers.Dense"
         if reason is None and getattr(layer, "lora_enabled", False):

@@ -84,7 +84,7 @@ class CoefficientMaskConstraint:
 
 
 def _layers_by_name(model):
-    return {l.name: l for l in bases._flatten_layers(model)}
+    return bases.layers_by_key(model)
 
 
 def check_finite_weights(model):

@@ -173,7 +173,7 @@ def add_compressibility_penalty(model, basis="haar", l1=0.0, log_sum=0.0, group=
     if not plans:
         raise ValueError(f"Model '{model.name}' has no kernel to penalise (see plan_model's "
                          "min_kernel_size / layers).")
-    by_name = {l.name: l for l in bases._flatten_layers(model)}
+    by_name = bases.layers_by_key(model)
     out = {}
     for plan in plans:
         if plan.layer not in by_name:
@@ -199,11 +199,11 @@ def remove_compressibility_penalty(model):
         The names of the layers whose penalty was removed.
     """
     removed = []
-    for layer in bases._flatten_layers(model):
+    for key, layer in bases.named_layers(model):
         var = bases.kernel_variable(layer)
         if var is not None and isinstance(var.regularizer, CompressibilityPenalty):
             var.regularizer = var.regularizer.previous
-            removed.append(layer.name)
+            removed.append(key)
     model.train_function = None
     return removed
 
@@ -228,7 +228,7 @@ def dead_units(model, tol=1e-6, plans=None):
     if state is not None and plans is None:
         return state.dead_units(tol)
     _strength(tol, "tol")
-    by_name = {l.name: l for l in bases._flatten_layers(model)}
+    by_name = bases.layers_by_key(model)
     if plans is None:
         regs = [getattr(bases.kernel_variable(l), "regularizer", None) for l in by_name.values()]
         plans = [r.plan for r in regs if isinstance(r, CompressibilityPenalty)]

@@ -15,7 +15,7 @@ report.json schema (keys always present; extra keys may be added):
 import numpy as np
 
 REQUIRED_TOP = ("dataset", "model", "wavelet", "mode", "level", "keep_ratio", "schedule",
-                "dense", "compressed", "files")
+                "dense_layers", "dense", "compressed", "files")
 REQUIRED_DATASET = ("name", "source", "n_train", "n_val", "n_test")
 REQUIRED_DENSE = ("test_accuracy", "test_loss", "precision_macro", "recall_macro", "f1_macro",
                   "bytes_float32", "bytes_keras", "bytes_keras_zip", "latency_ms_per_sample")

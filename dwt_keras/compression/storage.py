@@ -221,7 +221,7 @@ def serialize_compressed(model, quantize=DEFAULT_QUANTIZE, bits=DEFAULT_BITS, co
         return len(_encode(data, codec))
 
     kernel_names = {id(state.kernels[n]): n for n in state.plans}
-    layer_index = {id(layer): i for i, layer in enumerate(bases._flatten_layers(model))}
+    layer_index = {id(layer): i for i, (_, layer) in enumerate(bases.named_layers(model))}
     blobs = io.BytesIO()
 
     def put(b):  # format 3: blobs follow each other in entry order (offsets implied)
@@ -420,19 +420,19 @@ def _decode_weight(e, i, w, blobs, owners):
 
 
 def _kernel_owners(model):
-    """``{id(kernel variable): (position in the flattened layer list, layer)}``."""
+    """``{id(kernel variable): (position in `bases.named_layers`, key, layer)}``."""
     owners = {}
-    for i, layer in enumerate(bases._flatten_layers(model)):
+    for i, (key, layer) in enumerate(bases.named_layers(model)):
         kernel = bases.kernel_variable(layer)  # a kernel, or an Embedding's embeddings
         if kernel is not None:
-            owners[id(kernel)] = (i, layer)
+            owners[id(kernel)] = (i, key, layer)
     return owners
 
 
 def _plan_for(entry, weight_index, weight, owners):
     """The entry's plan, for the rebuilt model's layer that owns `weight` (the stable key is the
     weight's position, checked against the stored layer position)."""
-    index, layer = owners.get(id(weight), (None, None))
+    index, key, layer = owners.get(id(weight), (None, None, None))
     stored = entry.get("layer_index")
     if layer is None or (stored is not None and int(stored) != index):
         raise CompressedFileError(
@@ -440,7 +440,7 @@ def _plan_for(entry, weight_index, weight, owners):
             f"('{entry['plan'].get('layer', '?')}'), but in the rebuilt model it is "
             f"'{weight.path}' of layer {index}: the architecture does not match the weights.")
     plan = bases.LayerPlan.from_dict(_full_plan(entry["plan"], layer, weight.shape))
-    return dataclasses.replace(plan, layer=layer.name)
+    return dataclasses.replace(plan, layer=key)
 
 
 def load_compressed(path, attach_state=True, form="dense"):

@@ -200,6 +200,10 @@ class CompressionConfig(SpectralOptions, TrainingOptions, RunOptions):
     retrain_callbacks: list = option(default_factory=list, flag=False)
     model_fn: object = option(None, flag=False)
 
+    #: Fields whose names a model builder also takes with another meaning: `wavelet` is the
+    #: compression basis here, not W-MSA's tokenizer wavelet (which keeps its default).
+    not_model_options = ("wavelet",)
+
     def validate(self):
         """Checks every setting; raises `OptionError` naming the bad one and the valid choices."""
 
@@ -751,8 +755,9 @@ class CompressionRecipe(Recipe):
             dense["val_accuracy"] = float(run.evaluate(model, _ValidationSplit(
                 splits.x_val, splits.y_val, splits.info))["accuracy"])
         dense["epochs_trained"] = dense_fit.epochs_run
-        dense_weights = {l.name: np.asarray(l.kernel.numpy()) for l in model.layers
-                         if getattr(l, "kernel", None) is not None}
+        dense_weights = {k: np.asarray(bases.kernel_variable(l).numpy())
+                         for k, l in bases.named_layers(model)
+                         if bases.kernel_variable(l) is not None}
         run.say(f"Dense model: test accuracy {dense_eval['accuracy']:.4f} "
                 f"(n={dense_eval['n']}), {dense['bytes_float32']:,} bytes as float32")
         report = self._report_head(c, info, run, model.name)
@@ -822,6 +827,7 @@ class CompressionRecipe(Recipe):
                 if key in report["deployment"]:
                     run.files[key.replace("_path", "")] = report["deployment"][key]
         report.update(retrain_epochs=retrain_epochs, plan=state.plan_dicts(),
+                      dense_layers=state.dense_layer_dicts(),
                       compressed=compressed,
                       levels_used={p.layer: p.level for p in state.plans.values()})
         report["history"]["retrain"] = retrain_fit.history if retrain_fit is not None else {}

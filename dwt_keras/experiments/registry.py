@@ -60,8 +60,9 @@ def model_options(name, options=None, **overrides):
     """The builder keywords of model `name` taken from a config (`options`) and `overrides`."""
     spec = _spec(name)
     kwargs = {}
+    skip = getattr(options, "not_model_options", ())
     for keyword, field in spec.options:
-        if options is not None and hasattr(options, field):
+        if options is not None and hasattr(options, field) and field not in skip:
             kwargs[keyword] = getattr(options, field)
     kwargs.update(overrides)
     return kwargs
