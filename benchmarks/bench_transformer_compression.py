@@ -63,6 +63,9 @@ def main():
     p.add_argument("--bases", default="auto,identity")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=SETTINGS["epochs"])
+    p.add_argument("--keep_ratio", type=float, default=SETTINGS["keep_ratio"],
+                   help="the walk's first stage")
+    p.add_argument("--retrain_epochs", type=int, default=SETTINGS["retrain_epochs"])
     p.add_argument("--data_dir", default=os.path.join(os.path.dirname(RESULTS_DIR), "..", "..",
                                                       "shared", "data"))
     p.add_argument("--save_dir", default="/tmp/transformer_compression")
@@ -75,14 +78,18 @@ def main():
     runs = json.load(open(path))["results"]["runs"] if os.path.exists(path) else []
     rec = Recorder(name)
     for kind in a.models.split(","):
-        dense_from = None
+        # one dense model per model and seed: the first recorded run that trained it
+        trained = [r for r in runs if (r["model"], r["seed"]) == (kind, a.seed)
+                   and not r["dense_from"] and r["settings"]["epochs"] == a.epochs]
+        dense_from = (os.path.join(trained[0]["run_dir"], "dense_model.keras")
+                      if trained else None)
         for basis in a.bases.split(","):
-            done = [r for r in runs if (r["model"], r["basis"], r["seed"]) ==
-                    (kind, basis, a.seed)]
-            if done:
-                dense_from = dense_from or os.path.join(done[0]["run_dir"], "dense_model.keras")
+            settings = dict(SETTINGS, epochs=a.epochs, keep_ratio=a.keep_ratio,
+                            retrain_epochs=a.retrain_epochs)
+            if any((r["model"], r["basis"], r["seed"]) == (kind, basis, a.seed) and
+                   all(r["settings"][k] == settings[k] for k in ("keep_ratio", "retrain_epochs"))
+                   for r in runs):
                 continue
-            settings = dict(SETTINGS, epochs=a.epochs)
             if dense_from:
                 settings.update(init_from=dense_from, epochs=0)
             config = CompressionConfig(model_fn=_builder(kind), wavelet=basis, seed=a.seed,
@@ -94,8 +101,10 @@ def main():
             op = report.get("operating_point") or {}
             runs.append({
                 "model": kind, "basis": basis, "seed": a.seed, "model_options": MODELS[kind],
-                "settings": {k: v for k, v in settings.items() if k != "init_from"},
+                "settings": {k: v for k, v in settings.items()
+                             if k not in ("init_from", "epochs")} | {"epochs": a.epochs},
                 "dense_from": settings.get("init_from"), "n_params": d["n_params"],
+                "dense_epochs": a.epochs,
                 "dense_test_accuracy": d["test_accuracy"],
                 "dense_val_accuracy": d.get("val_accuracy"),
                 "compressed_test_accuracy": c["test_accuracy"],

@@ -513,28 +513,123 @@ for _config in TARGETS:   # three tables and a summary row per standard config
     summary_row(lambda c=_config: _target_row(c, TARGET_TITLES[c]))
 
 
+def _no_pruning_files():
+    """The no-pruning result files of the ResNet-20 seeds, in seed order."""
+    names = sorted(n for n in os.listdir(RESULTS)
+                   if re.fullmatch(r"no_pruning_resnet20_s\d+\.json", n))
+    return [load(n)["results"] for n in names]
+
+
 @table("no_pruning_resnet20")
 def _no_pruning_resnet20():
-    res = load("no_pruning_resnet20_s0.json")["results"]
-    dense, f32 = res["dense"], res["bytes_float32"]
-    recal = dense.get("recalibrated_test_accuracy") or {}
-    rows = [["dense float32 (the run's dense model)", num(f32), "1.0x", pct(dense["test_accuracy"]),
-             "-"],
+    files = _no_pruning_files()
+    f32 = files[0]["bytes_float32"]
+
+    def seeds(values, fmt=pct):
+        return " / ".join(fmt(v) for v in values)
+
+    recals = [r["dense"].get("recalibrated_test_accuracy") or {} for r in files]
+    rows = [["dense float32 (the run's dense model)", num(f32), "1.0x",
+             seeds(r["dense"]["test_accuracy"] for r in files), "-"],
             ["the same, BatchNorm statistics re-estimated on the clean training images", num(f32),
-             "1.0x", pct(recal.get("clean_training_images")), "-"],
-            [f"the same, re-estimated on the training pipeline's batches ({recal.get('augment')})",
-             num(f32), "1.0x", pct(recal.get("augmented_batches")), "-"]]
-    for mode, q in res["keras_quantize"].items():
+             "1.0x", seeds(c.get("clean_training_images") for c in recals), "-"],
+            [f"the same, re-estimated on the training pipeline's batches "
+             f"({recals[0].get('augment')})", num(f32), "1.0x",
+             seeds(c.get("augmented_batches") for c in recals), "-"]]
+    for mode, q in files[0]["keras_quantize"].items():
+        qs = [r["keras_quantize"][mode] for r in files]
         rows.append([f'Keras 3 `model.quantize("{mode}")` (.keras; quantises '
                      f'{q["n_quantized_layers"]} of {q["n_weighted_layers"]} layers with weights: '
-                     f'{", ".join(q["quantized_layers"]) or "none"})', num(q["bytes_keras"]),
-                     f"{q['ratio']:.2f}x", pct(q["test_accuracy"]), "-"])
-    for bits, k in res["kmeans_only"].items():
+                     f'{", ".join(q["quantized_layers"]) or "none"})',
+                     seeds((x["bytes_keras"] for x in qs), num), f"{q['ratio']:.2f}x",
+                     seeds(x["test_accuracy"] for x in qs), "-"])
+    for bits in files[0]["kmeans_only"]:
+        ks = [r["kmeans_only"][bits] for r in files]
         rows.append([f"k-means values alone, {bits} bits, every weight kept (.dwtc)",
-                     num(k["bytes_compressed_file"]), f"{k['ratio']:.1f}x",
-                     pct(k.get("test_accuracy_recalibrated")), pct(k["test_accuracy"])])
-    return md_table(["model / file (no pruning)", "bytes", "ratio to float32", "test %",
+                     seeds((k["bytes_compressed_file"] for k in ks), num),
+                     _span([k["ratio"] for k in ks], "{:.1f}") + "x",
+                     seeds(k.get("test_accuracy_recalibrated") for k in ks),
+                     seeds(k["test_accuracy"] for k in ks)])
+    n = len(files)
+    return md_table(["model / file (no pruning)", f"bytes (per seed, {n} seed(s))",
+                     "ratio to float32", "test % per seed",
                      "test % without BatchNorm re-estimation"], rows)
+
+
+#: The bases side by side at one operating point (bench_compression_targets' fixed10_*).
+BASES_VARIANTS = (("fixed10_identity", "identity (magnitude pruning)"),
+                  ("fixed10_dct", "dct (2-D DCT over each filter's 3x3 taps)"),
+                  ("fixed10_flatten", "wavelet fallback (1-D haar over flattened cin*kh*kw)"),
+                  ("fixed10_auto", "auto (identity or dct per layer)"))
+
+
+def _points_vs(run, reference):
+    if reference is None:
+        return "-"
+    return f"{100 * (run['compressed_test_accuracy'] - reference['compressed_test_accuracy']):+.1f}"
+
+
+@table("resnet20_bases")
+def _resnet20_bases():
+    _, runs = _target_runs("cifar10_subset_resnet20")
+    ident = {r["seed"]: r for r in runs.get("fixed10_identity", [])}
+    rows = []
+    for variant, words in BASES_VARIANTS:
+        rs = sorted(runs.get(variant, []), key=lambda r: r["seed"])
+        if not rs:
+            continue
+        vs = [(r, ident.get(r["seed"])) for r in rs]
+        rows.append([
+            words, ", ".join(str(r["seed"]) for r in rs),
+            mean_std([r["compressed_test_accuracy"] for r in rs]),
+            per_seed([r["drop_points"] / 100 for r in rs]),
+            " / ".join(num(r["bytes_compressed_file"]) for r in rs),
+            " / ".join(f"{r['compression_ratio']:.1f}x" for r in rs),
+            " / ".join(f"{i['bytes_compressed_file'] / r['bytes_compressed_file']:.2f}x"
+                       if i else "-" for r, i in vs),
+            " / ".join(_points_vs(r, i) for r, i in vs)])
+    return md_table(["basis", "seeds", "test %", "drop (pt) per seed", "file bytes per seed",
+                     "ratio per seed", "identity's bytes / this, per seed",
+                     "test pt vs identity, per seed"], rows)
+
+
+@table("resnet20_energy")
+def _resnet20_energy():
+    res = load("auto_basis_resnet20_trained.json")["results"]
+    table_, rows = res["mean_energy_kept_by_type"], []
+    for kind, fams in table_.items():
+        for keep in map(str, res["keeps"]):
+            best = res["best_by_type"][kind][keep]
+            flat = fams.get("haar_L4@flat", {}).get(keep)
+            rows.append([kind, keep, pct(fams["identity"][keep], 1),
+                         pct(fams["dct"][keep], 1) if "dct" in fams else "-",
+                         "-" if flat is None else pct(flat, 1),
+                         f"{best} {pct(fams[best][keep], 1)}"])
+    accs = ", ".join(f"seed {m['seed']} {pct(m['dense_test_accuracy'])} %" for m in res["models"])
+    return (md_table(["layer type", "keep", "identity: energy kept %", "dct over the taps %",
+                      "haar over flattened cin*kh*kw, level 4 %", "best candidate %"], rows)
+            + f"\n(the dense models of the recipe runs: {accs})")
+
+
+@table("transformer_compression")
+def _transformer_compression():
+    res = load("transformer_compression.json")["results"]
+    rows = []
+    for r in res["runs"]:
+        op = r["operating_point"] or {}
+        rows.append([r["model"], r["basis"], r["seed"], num(r["n_params"]),
+                     pct(r["dense_test_accuracy"]), pct(r["compressed_test_accuracy"]),
+                     f"{r['drop_points']:.2f}", num(r["bytes_float32"]),
+                     num(r["bytes_compressed_file"]), f"{r['compression_ratio']:.1f}x",
+                     pct(r["fraction_of_bytes_removed"], 1), f"{r['keep_ratio']:.3g}",
+                     " → ".join(f"{s['keep_ratio']:.3g}: {pct(s['val_accuracy'])}"
+                                f"{'' if s['within_bar'] else ' (below)'}"
+                                for s in op.get("stages", [])),
+                     "yes" if op.get("met") else "no"])
+    return md_table(["model", "basis", "seed", "params", "dense test %", "compressed test %",
+                     "drop (pt)", "float32 bytes", "file bytes", "ratio", "bytes removed %",
+                     "chosen keep", "walk: keep: validation %", "within 1 pt on validation"],
+                    rows)
 
 
 # ---- coefficient domain and deployment (sections owned by that work; from its files) ---------
