@@ -408,8 +408,8 @@ def _target_stages(config):
 
 
 def _span(values, fmt):
-    lo, hi = min(values), max(values)
-    return fmt.format(lo) if lo == hi else fmt.format(lo) + "-" + fmt.format(hi)
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def _target_row(config, title):
