@@ -101,10 +101,10 @@ def main():
             op = report.get("operating_point") or {}
             runs.append({
                 "model": kind, "basis": basis, "seed": a.seed, "model_options": MODELS[kind],
+                # `epochs`: the dense model's (a run started from it trains 0 itself)
                 "settings": {k: v for k, v in settings.items()
                              if k not in ("init_from", "epochs")} | {"epochs": a.epochs},
                 "dense_from": settings.get("init_from"), "n_params": d["n_params"],
-                "dense_epochs": a.epochs,
                 "dense_test_accuracy": d["test_accuracy"],
                 "dense_val_accuracy": d.get("val_accuracy"),
                 "compressed_test_accuracy": c["test_accuracy"],

@@ -14,12 +14,10 @@ accuracy (points), so seeds with different dense models share one axis. Plotted:
     python benchmarks/plot_resnet20_pareto.py   # writes benchmarks/results/resnet20_pareto.png
 """
 
-import json
 import os
-import re
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+from render_benchmarks import RESULTS, load, no_pruning_results
+
 OUT = os.path.join(RESULTS, "resnet20_pareto.png")
 
 BASES = {"fixed10_identity": ("identity (magnitude pruning)", "o", "tab:gray"),
@@ -30,18 +28,13 @@ WALKS = {"keep15_retrain15": ("walk, keep15_retrain15 (stage factor 0.8)", "tab:
          "standard": ("walk, the config's recipe (stage factor 0.9)", "tab:purple")}
 
 
-def _load(name):
-    with open(os.path.join(RESULTS, name)) as f:
-        return json.load(f)
-
-
 def main():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = _load("compression_targets_cifar10_subset_resnet20.json")["results"]["runs"]
+    runs = load("compression_targets_cifar10_subset_resnet20.json")["results"]["runs"]
     dense = {r["seed"]: r["dense_test_accuracy"] for r in runs}
     f32 = runs[0]["bytes_float32"]
     fig, ax = plt.subplots(figsize=(9, 5.5))
@@ -61,10 +54,7 @@ def main():
             ax.scatter([r["bytes_compressed_file"]], [100 * (r["compressed_test_accuracy"] - d)],
                        marker="*", s=140, color=color,
                        label=f"{label}: the stored file" if i == 0 else None)
-    names = sorted(n for n in os.listdir(RESULTS)
-                   if re.fullmatch(r"no_pruning_resnet20_s\d+\.json", n))
-    for i, name in enumerate(names):
-        res = _load(name)["results"]
+    for i, res in enumerate(no_pruning_results()):
         d = res["dense"]["test_accuracy"]
         ks = list(res["kmeans_only"].values())
         ax.scatter([k["bytes_compressed_file"] for k in ks],

@@ -513,8 +513,9 @@ for _config in TARGETS:   # three tables and a summary row per standard config
     summary_row(lambda c=_config: _target_row(c, TARGET_TITLES[c]))
 
 
-def _no_pruning_files():
-    """The no-pruning result files of the ResNet-20 seeds, in seed order."""
+def no_pruning_results():
+    """The results of the ResNet-20 seeds' no-pruning files, in seed order (also read by
+    plot_resnet20_pareto.py)."""
     names = sorted(n for n in os.listdir(RESULTS)
                    if re.fullmatch(r"no_pruning_resnet20_s\d+\.json", n))
     return [load(n)["results"] for n in names]
@@ -522,7 +523,7 @@ def _no_pruning_files():
 
 @table("no_pruning_resnet20")
 def _no_pruning_resnet20():
-    files = _no_pruning_files()
+    files = no_pruning_results()
     f32 = files[0]["bytes_float32"]
 
     def seeds(values, fmt=pct):

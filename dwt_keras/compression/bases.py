@@ -446,7 +446,7 @@ def _resolve_geometry(layer, kshape, geometry, warn, name=None):
         return None
     if geometry == "auto":
         if not _in_functional_graph(layer):
-            if warn and "/" not in name:
+            if warn and not is_nested_key(name):
                 warnings.warn(
                     f"Layer '{name}': the geometry of its input cannot be detected (the "
                     "layer was never called in a functional graph, e.g. it belongs to a "
@@ -766,10 +766,13 @@ def named_layers(model):
     leaves = _flatten_layers(model)
     out = [(l.name, l) for l in leaves]
     for owner in leaves:
-        paths = _nested_kernel_paths(owner)
-        counts = collections.Counter(k for k, _ in paths)
-        out.extend((k, s) for k, s in paths if counts[k] == 1)
+        out.extend(_nested_kernels(owner)[0])
     return out
+
+
+def is_nested_key(key):
+    """Whether a plan key is the path of a layer nested in a custom layer (`named_layers`)."""
+    return "/" in key
 
 
 def layers_by_key(model):
@@ -798,21 +801,14 @@ def _nested_kernel_paths(owner):
     return out
 
 
-def _own_weights(layer):
-    """`layer`'s weights less those of the kernel layers nested in it that `named_layers`
-    lists (they are entries of their own)."""
-    paths = _nested_kernel_paths(layer)
+def _nested_kernels(owner):
+    """``(named, unnamed)`` of the kernel layers nested in `owner`: ``[(path, layer)]`` whose
+    path is unique (`named_layers` lists them), and the sorted paths that repeat (they cannot
+    be named in a plan)."""
+    paths = _nested_kernel_paths(owner)
     counts = collections.Counter(k for k, _ in paths)
-    nested = {id(w) for k, s in paths if counts[k] == 1 for w in s.weights}
-    return [w for w in layer.weights if id(w) not in nested]
-
-
-def _unnamed_nested(layer, key):
-    """Paths of kernel layers nested in `layer` that are not unique (so not planned)."""
-    if "/" in key:
-        return []
-    counts = collections.Counter(k for k, _ in _nested_kernel_paths(layer))
-    return sorted(k for k, c in counts.items() if c > 1)
+    return ([(k, s) for k, s in paths if counts[k] == 1],
+            sorted(k for k, c in counts.items() if c > 1))
 
 
 def _n_kernel(layer):
@@ -841,23 +837,19 @@ def compressible_layers(model, min_kernel_size=256, layers=None, exclude=()):
             raise ValueError(f"Layer(s) {bad} have no kernel to compress; layers with a kernel: "
                              f"{with_kernel}. Received: layers={list(layers)!r}")
         return [by_name[n] for n in layers if n not in set(exclude)]
-    return [by_name[n] for n in keys_of_compressible(by_name, min_kernel_size, exclude)]
-
-
-def keys_of_compressible(by_name, min_kernel_size=256, exclude=()):
-    """The keys of `by_name` (`layers_by_key`) whose kernels the size rule compresses."""
-    return [n for n, l in by_name.items()
+    return [l for n, l in by_name.items()
             if type(l).__name__ in COMPRESSIBLE_CLASSES and n not in set(exclude)
             and kernel_variable(l) is not None and _n_kernel(l) >= int(min_kernel_size)]
 
 
-def _dense_reason(key, layer, min_kernel_size, layers, exclude, overrides, unnamed=()):
+def _dense_reason(key, layer, min_kernel_size, layers, exclude, overrides, unnamed=(),
+                  holds_nested=False):
     cls_name = type(layer).__name__
     if unnamed:
         return (f"a custom {cls_name} holding {len(unnamed)} layer(s) with kernels whose paths "
                 f"are not unique ({', '.join(unnamed)}): they cannot be named in a plan, so "
                 "they stay dense (give the sublayers distinct names)")
-    if kernel_variable(layer) is None and _nested_kernel_paths(layer):
+    if kernel_variable(layer) is None and holds_nested:
         return (f"a custom {cls_name}: its own weights stay dense; the layers with kernels "
                 "inside it are planned by path (see the plan's layers)")
     if key in overrides and overrides[key].get("skip"):
@@ -976,13 +968,15 @@ def plan_model(model, basis="haar", mode="periodization", level=None, min_kernel
     plans, dense, auto_layers = {}, [], {}
     for key, l in named:
         if key not in chosen_names:
-            own = l.weights if "/" in key else _own_weights(l)
+            # an owner's weights less its nested kernel layers' (they are entries of their own)
+            nested, unnamed = ([], []) if is_nested_key(key) else _nested_kernels(l)
+            listed = {id(w) for _, s in nested for w in s.weights}
+            own = [w for w in l.weights if id(w) not in listed]
             if own:
-                unnamed = _unnamed_nested(l, key)
                 dense.append({"layer": key, "class": type(l).__name__,
                               "n_weights": int(sum(np.prod(w.shape) for w in own)),
                               "reason": _dense_reason(key, l, min_kernel_size, layers, exclude,
-                                                      overrides, unnamed)})
+                                                      overrides, unnamed, bool(nested))})
                 if unnamed:
                     dense[-1]["nested_layers"] = unnamed
             continue

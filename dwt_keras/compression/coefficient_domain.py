@@ -646,7 +646,7 @@ def to_coefficient_domain(model, state=None, product="auto", check=True):
         layer = state.layers[name]
         coeff = np.where(masks[name], coeffs[name], 0).astype(np.float32)
         reason = unsupported_reason(plan)
-        if reason is None and "/" in name:
+        if reason is None and bases.is_nested_key(name):
             reason = ("nested in a custom layer (the coefficient form replaces the model's own "
                       "layers)")
         if reason is None and type(layer) is not keras.layers.Dense:
