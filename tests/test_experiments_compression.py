@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -213,8 +214,12 @@ def test_the_operating_point_is_the_smallest_file_within_the_validation_bar(tmp_
         retrain_epochs=1, batch_size=64, max_train_samples=512, max_eval_samples=200,
         latency_repeats=2, keep_ratio=0.2, stage_factor=0.5, stage_epochs=1,
         min_keep_ratio=0.02, plots=False, verbose=0, save_dir=str(tmp_path))
-    loose = run_compression_experiment(dataclasses.replace(config, max_accuracy_drop=100.0))
+    with warnings.catch_warnings():
+        # a 100-point bar is outside the noise: no warning
+        warnings.filterwarnings("error", message=".*inside the noise")
+        loose = run_compression_experiment(dataclasses.replace(config, max_accuracy_drop=100.0))
     op = loose["operating_point"]
+    assert op["val_standard_error_points"] == pytest.approx(50 / op["val_images"] ** 0.5)
     stages = op["stages"]
     # a bar no stage can miss: the walk goes down to min_keep_ratio, halving the keep ratio
     assert [s["keep_ratio"] for s in stages] == pytest.approx([0.2, 0.1, 0.05, 0.025])
@@ -230,7 +235,9 @@ def test_the_operating_point_is_the_smallest_file_within_the_validation_bar(tmp_
     assert sum(int(m.sum()) for m in get_state(stored).mask_arrays().values()) == \
         smallest["kept_coefficients"]
 
-    strict = run_compression_experiment(dataclasses.replace(config, max_accuracy_drop=0.0))
+    # a 0-point bar on ~50 validation images: warned before training
+    with pytest.warns(UserWarning, match="inside the noise of the validation split"):
+        strict = run_compression_experiment(dataclasses.replace(config, max_accuracy_drop=0.0))
     op = strict["operating_point"]
     # the walk stops at the first stage below the bar; the choice is always within it
     assert all(s["within_bar"] for s in op["stages"][:-1])
@@ -239,6 +246,18 @@ def test_the_operating_point_is_the_smallest_file_within_the_validation_bar(tmp_
         assert chosen["val_accuracy"] >= op["val_accuracy_bar"] - 1e-12
     else:
         assert op["chosen_stage"] == 0 and len(op["stages"]) == 1
+
+
+def test_a_bar_inside_the_validation_noise_is_named_with_the_split_that_resolves_it():
+    from dwt_keras.experiments.compression import validation_noise_warning
+
+    # the CIFAR-10 subset's 400 validation images cannot resolve the recipe's 1-point bar
+    message = validation_noise_warning(1.0, 400)
+    assert "400 images" in message and "2.5 points" in message
+    assert "2,500 validation images" in message
+    assert validation_noise_warning(2.5, 400) is None        # exactly one standard error
+    assert validation_noise_warning(1.0, 10_000) is None     # 0.5 points
+    assert "--validation_split" in validation_noise_warning(0.0, 400)
 
 
 def test_the_walk_restarts_a_decaying_schedule_and_records_a_curve_past_the_bar(

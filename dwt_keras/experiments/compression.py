@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -625,6 +626,8 @@ def walk_operating_points(run, model, config, splits, train, validation, steps_p
     state.keep_ratio = chosen["keep_ratio"]
     return {"max_accuracy_drop_points": config.max_accuracy_drop,
             "dense_val_accuracy": dense_val_accuracy, "val_accuracy_bar": bar,
+            "val_images": int(len(splits.x_val)),
+            "val_standard_error_points": accuracy_standard_error_points(len(splits.x_val)),
             "stage_factor": config.stage_factor, "stages_past_bar": config.stages_past_bar,
             "schedule_restarted_per_stage": restart_schedule, "stages": stages,
             "chosen_stage": chosen["stage"], "chosen_keep_ratio": chosen["keep_ratio"],
@@ -633,6 +636,28 @@ def walk_operating_points(run, model, config, splits, train, validation, steps_p
                          "stages before the first one below it; its TEST metrics are the "
                          "report's compressed block (each stage's test_accuracy is recorded "
                          "for accuracy-bytes curves, never used to choose)"}
+
+
+def accuracy_standard_error_points(n):
+    """The largest standard error of an accuracy measured on `n` images, in points (at an
+    accuracy of 50 %: `50 / sqrt(n)`; 2.5 points on 400 images)."""
+    return 50.0 / math.sqrt(n) if n else math.inf
+
+
+def validation_noise_warning(max_accuracy_drop, n_val):
+    """The warning for an operating-point bar narrower than the validation split can resolve
+    (None when it is not): the walk then chooses on noise, and the chosen file can miss the
+    bar on the test split although every stage met it on validation."""
+    error = accuracy_standard_error_points(n_val)
+    if max_accuracy_drop >= error:
+        return None
+    needed = math.ceil(2500.0 / max_accuracy_drop ** 2) if max_accuracy_drop > 0 else None
+    return (f"max_accuracy_drop={max_accuracy_drop:g} points is inside the noise of the "
+            f"validation split the operating-point walk selects on: an accuracy on {n_val} "
+            f"images has a standard error of up to {error:.1f} points, so the stage chosen can "
+            "be below the bar on the test split. Raise --validation_split"
+            + (f" (about {needed:,} validation images resolve {max_accuracy_drop:g} points)"
+               if needed else "") + " or --max_accuracy_drop.")
 
 
 @dataclasses.dataclass
@@ -724,6 +749,10 @@ class CompressionRecipe(Recipe):
                                         lambda: build(config, info), info["num_classes"])
         constraints.check_finite_weights(model)
         check_plan(config, model)
+        if config.max_accuracy_drop is not None:
+            noise = validation_noise_warning(config.max_accuracy_drop, len(splits.x_val))
+            if noise:
+                warnings.warn(noise, stacklevel=2)
         return {"model": model, "build_info": build_info}
 
     def train(self, run, splits, prepared):
