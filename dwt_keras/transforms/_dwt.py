@@ -115,14 +115,31 @@ def _synthesis_adjoint_op(x, ax, p, filters):
     return op(x)
 
 
+def _matrix_op(x, ax, mat):
+    """``mat`` applied along ``ax`` (``K.apply_matrix``), differentiated explicitly as ``mat.T``
+    applied to the upstream gradient: automatic differentiation of the product would also form
+    the gradient of the constant matrix (a product as large as the forward one, reduced over
+    the batch when the matrix is broadcast), which nothing uses."""
+
+    @tf.custom_gradient
+    def op(t):
+        def grad(dy):
+            return _matrix_op(dy, ax, mat.T)
+
+        return K.apply_matrix(t, ax, mat), grad
+
+    return op(x)
+
+
 def analysis(x, ax, b, mode):
     """``(cA, cD)`` of one level along axis ``ax`` (non-negative) of a real tensor."""
     n = K.static_len(x, ax)
     if _plan.use_dense(n, b.length):
+        # rows [lo; hi], applied as two products: splitting one product's output would copy
+        # it, and slicing it would make the gradient scatter into zero tensors of full size
         mat = _plan.analysis_matrix(b, mode, n)
-        y = K.apply_matrix(x, ax, mat)
         half = mat.shape[0] // 2
-        return y[K.sl(ax, slice(0, half))], y[K.sl(ax, slice(half, None))]
+        return _matrix_op(x, ax, mat[:half]), _matrix_op(x, ax, mat[half:])
     return _analysis_op(x, ax, _plan.analysis_plan(b, mode, n))
 
 
@@ -133,10 +150,9 @@ def synthesis(ca, cd, ax, b, mode):
     p = _plan.synthesis_plan(b, mode, nc)
     if _plan.use_dense(p.n, b.length):
         m_lo, m_hi = _plan.synthesis_matrices(b, mode, nc)
-        if ca is not None and cd is not None:
-            both = tf.concat([ca, cd], axis=ax)
-            return K.apply_matrix(both, ax, np.concatenate([m_lo, m_hi], axis=1))
-        return K.apply_matrix(ref, ax, m_lo if ca is not None else m_hi)
+        # a sum of two products, not one product of the concatenated coefficients (a copy)
+        parts = [_matrix_op(c, ax, m) for c, m in ((ca, m_lo), (cd, m_hi)) if c is not None]
+        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
     present = [(c, f) for c, f in zip((ca, cd), p.filters) if c is not None]
     return _synthesis_op([c for c, _ in present], ax, p, tuple(f for _, f in present))
 

@@ -43,6 +43,17 @@ def sl(ax, s):
     return (slice(None),) * ax + (s,)
 
 
+def crop(x, ax, start, length):
+    """``x[..., start:start + length, ...]`` along ``ax`` as a ``Slice`` op, whose gradient is
+    one pad; a strided slice's gradient (``StridedSliceGrad``) scatters element by element and
+    cost more than the rest of a small inverse transform's backward pass (measured)."""
+    begin = [0] * x.shape.rank
+    begin[ax] = start
+    size = [-1] * x.shape.rank
+    size[ax] = length
+    return tf.slice(x, begin, size)
+
+
 def static_len(x, ax):
     n = x.shape[ax]
     if n is None:

@@ -25,7 +25,7 @@ def _trim_to(a, d, ax):
     """PyWavelets' rule: an approximation one longer than the next details is trimmed."""
     la, ld = a.shape[ax], d.shape[ax]
     if la == ld + 1:
-        return a[K.sl(ax, slice(0, ld))]
+        return K.crop(a, ax, 0, ld)
     if la != ld:
         raise ValueError(
             f"Coefficient shape mismatch along axis {ax}: approximation of length {la} "
