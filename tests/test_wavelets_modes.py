@@ -251,3 +251,47 @@ def test_error_types_follow_pywavelets():
         warnings.simplefilter("error")
         with pytest.raises(UserWarning, match="too high"):
             W.wavedec(np.zeros(16), "db4", level=5)
+
+
+# --------------------------------------------------------------------------- #
+# Layout: outside XLA the kernels run with the batch as their vector lanes
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("shape,axes,perm", [
+    ((64, 256, 256), (1, 2), [1, 2, 0]),         # a batch of images: transformed axes first
+    ((64, 65536), (1,), [1, 0]),                 # a batch of signals
+    ((16, 64, 64, 3), (1, 2), [1, 2, 0, 3]),     # channels-last batch
+    ((1, 64, 64, 3), (1, 2), [0, 3, 1, 2]),      # one image, 3 channels: transformed axes last
+    ((256, 256), (0, 1), None),                  # one image: nothing to vectorise over
+    ((256, 64), (0,), None),                     # already first
+    ((4, 64, 64, 32), (1, 2), None),             # 32 channels follow: depthwise already
+    ((None, 64, 64), (1, 2), None),              # unknown batch: the trailing lanes stay
+])
+def test_the_layout_puts_the_batch_in_the_kernels_vector_lanes(shape, axes, perm):
+    from dwt_keras.transforms._dwt import _layout
+
+    assert _layout(tf.TensorShape(shape), axes) == perm
+
+
+@pytest.mark.parametrize("two_d", [True, False])
+def test_a_batch_transforms_with_depthwise_kernels_only_and_equals_pywt(two_d):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((24, 96, 80) if two_d else (24, 200))
+    if two_d:
+        def roundtrip(t):
+            c = W.wavedec2(t, "db4", "symmetric", 2)
+            return c, W.waverec2(c, "db4", "symmetric")
+        expected = pywt.wavedec2(x, "db4", "symmetric", 2)
+        flat = [expected[0]] + [d for det in expected[1:] for d in det]
+    else:
+        def roundtrip(t):
+            c = W.wavedec(t, "db4", "symmetric", 3)
+            return c, W.waverec(c, "db4", "symmetric")
+        flat = pywt.wavedec(x, "db4", "symmetric", 3)
+    graph = tf.function(roundtrip)
+    ops = [op.type for op in graph.get_concrete_function(tf.constant(x)).graph.get_operations()]
+    assert "Transpose" in ops and "DepthwiseConv2dNative" in ops
+    assert "Conv2D" not in ops  # the few-lane two-channel convolution of a last axis
+    coeffs, back = graph(tf.constant(x))
+    for got, want in zip(tf.nest.flatten(coeffs), flat):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-10)
+    np.testing.assert_allclose(back.numpy(), x, atol=1e-10)

@@ -189,7 +189,10 @@ def dwt(data, wavelet, mode="periodization", axis=-1):
     mode = validate_mode(mode)
     ax = norm_axis(axis, x.shape.rank)
     K.static_len(x, ax)
-    return run_real(lambda t: tuple(analysis(t, ax, b, mode)), [x], ("dwt", b, mode, ax))
+    def run(t):
+        return in_fast_layout([t], (ax,), lambda ts, axes: tuple(analysis(ts[0], axes[0], b, mode)))
+
+    return run_real(run, [x], ("dwt", b, mode, ax))
 
 
 @_no_autograph
@@ -222,29 +225,55 @@ def idwt(cA, cD, wavelet, mode="periodization", axis=-1):
     if ca is not None and cd is not None and ca.shape.as_list() != cd.shape.as_list():
         raise ValueError(f"cA and cD must have the same shape, got {ca.shape} and {cd.shape}.")
     K.static_len(ref, ax)
-    return run_real(lambda a, d: synthesis(a, d, ax, b, mode), [ca, cd], ("idwt", b, mode, ax))
+    def run(a, d):
+        return in_fast_layout([a, d], (ax,), lambda cs, axes: synthesis(*cs, axes[0], b, mode))
+
+    return run_real(run, [ca, cd], ("idwt", b, mode, ax))
 
 
-#: Outside XLA, a 2-D transform whose axes are followed by a few trailing elements (the
-#: channels of a channels-last batch) runs on a transposed copy with the transformed axes
-#: last: a depthwise convolution over 3 channels wastes most of its vector lanes (measured,
-#: 16x256x256x3 db4: 1.1-3.1x PyWavelets' time untransposed, same run).
+#: Outside XLA the kernels are convolutions vectorised over the elements that follow the
+#: transformed axis (depthwise over them, or, when none follow, a two-channel convolution that
+#: uses few vector lanes). When at most this many elements follow the last transformed axis,
+#: the transform runs on a transposed copy: with the transformed axes first when the other
+#: dimensions hold more elements than this (a batch of images or signals: every kernel is then
+#: depthwise over batch x channels; measured, graph mode, db4 symmetric: 64x256x256 wavedec2 +
+#: waverec2 125 -> 79 ms and 64x65536 wavedec + waverec 83 -> 58 ms, transposes included, same
+#: run), else with them last (one image of 2..16 channels: a depthwise convolution over 3
+#: channels wastes most of its lanes; 16x256x256x3 db4: 1.1-3.1x PyWavelets' time
+#: untransposed).
 SMALL_TRAILING = 16
 
 
-def axes_last(tensors, axes, body):
-    """``body(tensors, axes)``, on tensors transposed so that the two axes come last when
-    they are followed by 2..SMALL_TRAILING elements and the kernels are the convolutions."""
+def _layout(shape, axes):
+    """The permutation the kernels run fastest in (see ``SMALL_TRAILING``), or None."""
+    dims = shape.as_list()
+    rank = len(dims)
+    after = dims[max(axes) + 1:]
+    trailing = None if None in after else int(np.prod(after, dtype=np.int64))
+    if trailing is None or trailing > SMALL_TRAILING or len(set(axes)) < len(axes):
+        return None
+    others = [d for d in range(rank) if d not in axes]
+    lanes = [dims[d] for d in others]
+    if None not in lanes and int(np.prod(lanes)) > SMALL_TRAILING:
+        perm = list(axes) + others
+    elif len(axes) == 2 and trailing > 1:
+        perm = others + list(axes)
+    else:
+        return None
+    return None if perm == list(range(rank)) else perm
+
+
+def in_fast_layout(tensors, axes, body):
+    """``body(tensors, axes)``, outside XLA on tensors transposed into the layout the kernels
+    are fastest in (``SMALL_TRAILING``), the results transposed back. All ``tensors`` share
+    the dimensions outside ``axes``."""
     ref = next(t for t in tensors if t is not None)
-    rank = ref.shape.rank
-    trailing = K._trailing(ref, max(axes))
-    if (K.in_xla_context() or axes[0] == axes[1] or trailing is None
-            or not 1 < trailing <= SMALL_TRAILING):
-        return body(tensors, axes)
-    perm = [d for d in range(rank) if d not in axes] + list(axes)
+    perm = None if K.in_xla_context() else _layout(ref.shape, tuple(axes))
+    if perm is None:
+        return body(tensors, tuple(axes))
     inverse = np.argsort(perm).tolist()
     moved = [None if t is None else tf.transpose(t, perm) for t in tensors]
-    out = body(moved, (rank - 2, rank - 1))
+    out = body(moved, tuple(perm.index(a) for a in axes))
     return tf.nest.map_structure(lambda c: tf.transpose(c, inverse), out)
 
 
@@ -303,7 +332,7 @@ def dwt2(data, wavelet, mode="periodization", axes=(-2, -1)):
     for a in axes:
         K.static_len(x, a)
     def run(t):
-        return axes_last([t], axes, lambda ts, ax: dwt2_impl(ts[0], ax, banks, modes))
+        return in_fast_layout([t], axes, lambda ts, ax: dwt2_impl(ts[0], ax, banks, modes))
 
     return run_real(run, [x], ("dwt2", *banks, *modes, axes))
 
@@ -353,6 +382,7 @@ def idwt2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
     if len(shapes) > 1:
         raise ValueError(f"All coefficient arrays must have the same shape, got {shapes}.")
     def run(*cs):
-        return axes_last(list(cs), axes, lambda c, ax: idwt2_impl(c[0], tuple(c[1:]), ax, banks, modes))
+        return in_fast_layout(list(cs), axes,
+                              lambda c, ax: idwt2_impl(c[0], tuple(c[1:]), ax, banks, modes))
 
     return run_real(run, ts, ("idwt2", *banks, *modes, axes))

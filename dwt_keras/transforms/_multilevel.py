@@ -7,7 +7,7 @@ from dwt_keras.transforms import _kernels as K
 from dwt_keras.transforms import _plan
 from dwt_keras.transforms._dwt import (
     analysis,
-    axes_last,
+    in_fast_layout,
     banks_and_modes,
     coerce_many,
     dwt2_impl,
@@ -71,8 +71,11 @@ def wavedec(data, wavelet, mode="periodization", level=None, axis=-1):
     n = K.static_len(x, ax)
     level = check_level([n], [b.length], level)
 
+    def decompose(ts, axes):
+        return _decompose(ts[0], level, lambda a: analysis(a, axes[0], b, mode))
+
     def run(t):
-        return _decompose(t, level, lambda a: analysis(a, ax, b, mode))
+        return in_fast_layout([t], (ax,), decompose)
 
     return run_real(run, [x], ("wavedec", b, mode, ax, level))
 
@@ -124,13 +127,16 @@ def waverec(coeffs, wavelet, mode="periodization", axis=-1):
     if len(ts) == 1:
         return ts[0]
 
-    def run(*cs):
+    def reconstruct(cs, axes):
         a = cs[0]
         for d in cs[1:]:
             if a is not None and d is not None:
-                a = _trim_to(a, d, ax)
-            a = synthesis(a, d, ax, b, mode)
+                a = _trim_to(a, d, axes[0])
+            a = synthesis(a, d, axes[0], b, mode)
         return a
+
+    def run(*cs):
+        return in_fast_layout(list(cs), (ax,), reconstruct)
 
     return run_real(run, ts, ("waverec", b, mode, ax))
 
@@ -164,7 +170,7 @@ def wavedec2(data, wavelet, mode="periodization", level=None, axes=(-2, -1)):
     level = check_level(sizes, [b.length for b in banks], level)
 
     def run(t):
-        return axes_last(
+        return in_fast_layout(
             [t], axes, lambda ts, ax: _decompose(ts[0], level, lambda a: dwt2_impl(a, ax, banks, modes))
         )
 
@@ -224,6 +230,6 @@ def waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
         return a
 
     def run(*cs):
-        return axes_last(list(cs), axes, reconstruct)
+        return in_fast_layout(list(cs), axes, reconstruct)
 
     return run_real(run, ts, ("waverec2", *banks, *modes, axes))
