@@ -337,3 +337,33 @@ def test_every_config_file_parses_and_validates(path):
     if config.init_from:  # the file refers to a run made earlier; not checked here
         config = dataclasses.replace(config, init_from=None, freeze=False)
     config.validate()  # (an unknown flag in the file would have failed the parse above)
+
+
+def test_every_module_that_registers_a_serializable_is_imported_before_init_from():
+    root = pathlib.Path(engine.__file__).resolve().parents[1]
+    registering = sorted(
+        "dwt_keras." + ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in root.rglob("*.py") if "register_keras_serializable(" in p.read_text())
+    assert registering == sorted(engine.SERIALIZABLE_MODULES)
+
+
+def test_a_fresh_process_starts_from_a_transformer_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from dwt_keras.experiments.registry import build_model
+
+    path = tmp_path / "vit.keras"
+    build_model("vit", (32, 32, 3), 10, model_size="tiny", patch_size=8).save(path)
+    load = ("import keras; from dwt_keras.experiments import run; {}"
+            f"keras.saving.load_model({str(path)!r}, compile=False); print('loaded')")
+
+    def fresh(code):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+    bare = fresh(load.format(""))
+    assert "Could not locate class 'ViT'" in bare.stderr  # what --init_from hit
+    registered = fresh(load.format("run.register_serializables(); "))
+    assert registered.returncode == 0 and "loaded" in registered.stdout, registered.stderr[-2000:]

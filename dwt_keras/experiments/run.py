@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import importlib
 import json
 import os
 import pathlib
@@ -302,6 +303,29 @@ def _first_line(error):
     return text.splitlines()[-1] if text else type(error).__name__
 
 
+#: The modules that register Keras serializables (layers, models, regularizers, schedules). A
+#: `.keras` file holding one of them loads only after its module ran; the capability packages
+#: import theirs lazily, so a fresh process that starts from such a file (`--init_from`, before
+#: any model is built) must import them first.
+SERIALIZABLE_MODULES = (
+    "dwt_keras.compression.coefficient_domain", "dwt_keras.compression.penalty",
+    "dwt_keras.layers.dwt2d",
+    "dwt_keras.learnable.fastfood", "dwt_keras.learnable.recurrent", "dwt_keras.learnable.tasks",
+    "dwt_keras.learnable.wavelet_dense",
+    "dwt_keras.spectral.interscale", "dwt_keras.spectral.truncation", "dwt_keras.spectral.wrapper",
+    "dwt_keras.training.ensemble", "dwt_keras.training.schedules",
+    "dwt_keras.transformer.attention", "dwt_keras.transformer.blocks",
+    "dwt_keras.transformer.kernel", "dwt_keras.transformer.models",
+    "dwt_keras.transformer.positional", "dwt_keras.transformer.tokenizer",
+)
+
+
+def register_serializables():
+    """Imports `SERIALIZABLE_MODULES`, so that any file of this project's models loads."""
+    for name in SERIALIZABLE_MODULES:
+        importlib.import_module(name)
+
+
 def prepare_model(config, strategy, build_fn, num_classes, input_shape=None):
     """Builds the model (or starts from `init_from`) and regularises it, under `strategy`.
 
@@ -319,6 +343,8 @@ def prepare_model(config, strategy, build_fn, num_classes, input_shape=None):
     loaders = (load_compressed,)
     info, penalised = None, []
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    if c.init_from:
+        register_serializables()
     with scope:
         source = transfer.load_init_model(c.init_from, loaders) if c.init_from else None
         if source is not None and _is_functional(source):
