@@ -656,7 +656,7 @@ def validation_noise_warning(max_accuracy_drop, n_val):
             f"validation split the operating-point walk selects on: an accuracy on {n_val} "
             f"images has a standard error of up to {error:.1f} points, so the stage chosen can "
             "be below the bar on the test split. Raise --validation_split"
-            + (f" (about {needed:,} validation images resolve {max_accuracy_drop:g} points)"
+            + (f" (a {max_accuracy_drop:g}-point bar needs about {needed:,} validation images)"
                if needed else "") + " or --max_accuracy_drop.")
 
 
