@@ -259,12 +259,12 @@ def test_error_types_follow_pywavelets():
 @pytest.mark.parametrize("shape,axes,perm", [
     ((64, 256, 256), (1, 2), [1, 2, 0]),         # a batch of images: transformed axes first
     ((64, 65536), (1,), [1, 0]),                 # a batch of signals
-    ((16, 64, 64, 3), (1, 2), [1, 2, 0, 3]),     # channels-last batch
-    ((1, 64, 64, 3), (1, 2), [0, 3, 1, 2]),      # one image, 3 channels: transformed axes last
+    ((16, 96, 96, 3), (1, 2), [1, 2, 0, 3]),     # channels-last batch
+    ((1, 96, 96, 3), (1, 2), [0, 3, 1, 2]),      # one image, 3 channels: transformed axes last
     ((256, 256), (0, 1), None),                  # one image: nothing to vectorise over
     ((256, 64), (0,), None),                     # already first
-    ((4, 64, 64, 32), (1, 2), None),             # 32 channels follow: depthwise already
-    ((None, 64, 64), (1, 2), None),              # unknown batch: the trailing lanes stay
+    ((4, 96, 96, 32), (1, 2), None),             # 32 channels follow: depthwise already
+    ((None, 96, 96), (1, 2), None),              # unknown batch: the trailing lanes stay
 ])
 def test_the_layout_puts_the_batch_in_the_kernels_vector_lanes(shape, axes, perm):
     from dwt_keras.transforms._dwt import _layout
@@ -295,3 +295,13 @@ def test_a_batch_transforms_with_depthwise_kernels_only_and_equals_pywt(two_d):
     for got, want in zip(tf.nest.flatten(coeffs), flat):
         np.testing.assert_allclose(got.numpy(), want, atol=1e-10)
     np.testing.assert_allclose(back.numpy(), x, atol=1e-10)
+
+
+def test_the_layout_leaves_short_axes_and_very_wide_batches_alone():
+    from dwt_keras.transforms._dwt import MAX_LANES, _layout
+
+    assert _layout(tf.TensorShape((1024, 32, 32)), (1, 2)) is None      # matrix products
+    assert _layout(tf.TensorShape((256, 48, 48)), (1, 2), signal_scale=2) == [1, 2, 0]
+    wide = (MAX_LANES // 256 + 1, 256, 256)
+    assert _layout(tf.TensorShape(wide), (1, 2)) is None                 # constants too large
+    assert _layout(tf.TensorShape((MAX_LANES // 256, 256, 256)), (1, 2)) == [1, 2, 0]

@@ -136,7 +136,7 @@ def waverec(coeffs, wavelet, mode="periodization", axis=-1):
         return a
 
     def run(*cs):
-        return in_fast_layout(list(cs), (ax,), reconstruct)
+        return in_fast_layout(list(cs), (ax,), reconstruct, inverse=True)
 
     return run_real(run, ts, ("waverec", b, mode, ax))
 
@@ -230,6 +230,6 @@ def waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
         return a
 
     def run(*cs):
-        return in_fast_layout(list(cs), axes, reconstruct)
+        return in_fast_layout(list(cs), axes, reconstruct, inverse=True)
 
     return run_real(run, ts, ("waverec2", *banks, *modes, axes))
