@@ -2,11 +2,11 @@
 
 Outside XLA the kernels are convolutions vectorised over the elements that follow the
 transformed axis. `dwt_keras.transforms._dwt.in_fast_layout` moves the transformed axes of a
-batch first (every kernel then depthwise over batch x channels) while the first axis' lanes
-stay at most `MAX_LANES`. This benchmark builds both layouts in one process (`MAX_LANES = 0`
-keeps the caller's layout, as before) and times them interleaved against PyWavelets: the plain
-`tf.function` round trip, a new `tf.data` iterator per call (the shared check's
-`next(iter(ds))`) and the first call (trace).
+batch first (every kernel then depthwise over batch x channels) while the first axis' filters
+hold at most `MAX_FILTER_VALUES` values. This benchmark builds both layouts in one process
+(`MAX_FILTER_VALUES = 0` keeps the caller's layout, as before) and times them interleaved
+against PyWavelets: the plain `tf.function` round trip, a new `tf.data` iterator per call (the
+shared check's `next(iter(ds))`) and the first call (trace).
 
     python benchmarks/bench_wavelets_layout.py --threads 1
 
@@ -64,7 +64,7 @@ def main():
     from dwt_keras import wavelets as W
     from dwt_keras.transforms import _dwt
 
-    default_lanes = _dwt.MAX_LANES
+    default_values = _dwt.MAX_FILTER_VALUES
     rows = []
     for case in a.cases.split(","):
         shape, _ = CASES[case]
@@ -72,8 +72,8 @@ def main():
         xt = tf.constant(x)
         for mode in a.modes.split(","):
             fns, first = {}, {}
-            for layout, lanes in (("caller's", 0), ("axes first", default_lanes)):
-                _dwt.MAX_LANES = lanes  # read when tracing: each function keeps its layout
+            for layout, values in (("caller's", 0), ("axes first", default_values)):
+                _dwt.MAX_FILTER_VALUES = values  # read when tracing: each keeps its layout
                 fn = _round_trip(W, case, a.wavelet, mode)
                 graph = tf.function(fn)
                 t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def main():
                 rows.append({"case": case, "mode": mode, "layout": layout,
                              "contender": "first call", "seconds": first[layout],
                              "round_trip_max_abs_err": err})
-            _dwt.MAX_LANES = default_lanes
+            _dwt.MAX_FILTER_VALUES = default_values
             fns[("pywt", "pywt")] = _pywt_round_trip(case, a.wavelet, mode, x)
             times = {k: [] for k in fns}
             for r in range(a.repeats):

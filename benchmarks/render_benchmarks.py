@@ -178,6 +178,28 @@ def _tfdata_iterator():
                     + ["graph nodes (not Const)"], rows, ["---"] + ["---:"] * (len(names) + 1))
 
 
+@table("wavelet_layout")
+def _wavelet_layout():
+    res, note = timed("wavelet_layout.json")
+    if note:
+        return note
+    cell = {(r["case"], r["mode"], r["layout"], r["contender"]): r for r in res["rows"]}
+    rows = []
+    for case, mode in dict.fromkeys((r["case"], r["mode"]) for r in res["rows"]):
+        line = [case, mode]
+        for contender in ("tf.function", "tf.data new iterator"):
+            for layout in ("caller's", "axes first"):
+                r = cell[(case, mode, layout, contender)]
+                line.append(f"{num(r['median_ms'], 1)} ({r['ratio_to_pywt']:.2f})")
+        line += [" / ".join(f"{cell[(case, mode, layout, 'first call')]['seconds']:.2f}"
+                            for layout in ("caller's", "axes first"))]
+        rows.append(line)
+    return md_table(["case", "mode", "tf.function, caller's layout: ms (/ pywt)",
+                     "tf.function, axes first", "new tf.data iterator, caller's layout",
+                     "new tf.data iterator, axes first", "first call s (caller's / axes first)"],
+                    rows, ["---", "---"] + ["---:"] * 5)
+
+
 # ---- summary ------------------------------------------------------------------------------
 
 @table("summary")

@@ -269,7 +269,7 @@ def test_error_types_follow_pywavelets():
 def test_the_layout_puts_the_batch_in_the_kernels_vector_lanes(shape, axes, perm):
     from dwt_keras.transforms._dwt import _layout
 
-    assert _layout(tf.TensorShape(shape), axes) == perm
+    assert _layout(tf.TensorShape(shape), axes, taps=8) == perm
 
 
 @pytest.mark.parametrize("two_d", [True, False])
@@ -298,10 +298,11 @@ def test_a_batch_transforms_with_depthwise_kernels_only_and_equals_pywt(two_d):
 
 
 def test_the_layout_leaves_short_axes_and_very_wide_batches_alone():
-    from dwt_keras.transforms._dwt import MAX_LANES, _layout
+    from dwt_keras.transforms._dwt import MAX_FILTER_VALUES, _layout
 
-    assert _layout(tf.TensorShape((1024, 32, 32)), (1, 2)) is None      # matrix products
-    assert _layout(tf.TensorShape((256, 48, 48)), (1, 2), signal_scale=2) == [1, 2, 0]
-    wide = (MAX_LANES // 256 + 1, 256, 256)
-    assert _layout(tf.TensorShape(wide), (1, 2)) is None                 # constants too large
-    assert _layout(tf.TensorShape((MAX_LANES // 256, 256, 256)), (1, 2)) == [1, 2, 0]
+    assert _layout(tf.TensorShape((1024, 32, 32)), (1, 2), 8) is None    # matrix products
+    assert _layout(tf.TensorShape((256, 48, 48)), (1, 2), 8, signal_scale=2) == [1, 2, 0]
+    batch = MAX_FILTER_VALUES // (256 * 8)                                # db4's 8 taps
+    assert _layout(tf.TensorShape((batch, 256, 256)), (1, 2), 8) == [1, 2, 0]
+    assert _layout(tf.TensorShape((batch + 1, 256, 256)), (1, 2), 8) is None  # too large
+    assert _layout(tf.TensorShape((batch, 256, 256)), (1, 2), 16) is None     # sym8's 16 taps

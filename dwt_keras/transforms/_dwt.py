@@ -190,7 +190,8 @@ def dwt(data, wavelet, mode="periodization", axis=-1):
     ax = norm_axis(axis, x.shape.rank)
     K.static_len(x, ax)
     def run(t):
-        return in_fast_layout([t], (ax,), lambda ts, axes: tuple(analysis(ts[0], axes[0], b, mode)))
+        return in_fast_layout([t], (ax,), lambda ts, axes: tuple(analysis(ts[0], axes[0], b, mode)),
+                              [b])
 
     return run_real(run, [x], ("dwt", b, mode, ax))
 
@@ -227,7 +228,7 @@ def idwt(cA, cD, wavelet, mode="periodization", axis=-1):
     K.static_len(ref, ax)
     def run(a, d):
         return in_fast_layout([a, d], (ax,), lambda cs, axes: synthesis(*cs, axes[0], b, mode),
-                              inverse=True)
+                              [b], inverse=True)
 
     return run_real(run, [ca, cd], ("idwt", b, mode, ax))
 
@@ -245,22 +246,23 @@ def idwt(cA, cD, wavelet, mode="periodization", axis=-1):
 SMALL_TRAILING = 16
 
 
-#: The axes-first layout is used while the first transformed axis is followed by at most this
-#: many elements: its depthwise filters hold that many copies of the taps (16,384 for a
-#: 64x256x256 batch: 512 KB per db4 filter), constants that every trace and every new
-#: ``tf.data`` iterator carries (measured, db4 64x256x256, same run, under load: the graph
-#: 109 -> 74 ms, a new ``tf.data`` iterator 234 -> 269 ms, the first call 0.63 -> 0.69 s).
-MAX_LANES = 1 << 15
+#: The axes-first layout is used while the depthwise filters of the first transformed axis
+#: hold at most this many values: one copy of the taps per element that follows the axis
+#: (16,384 x 8 for a 64x256x256 batch and db4: 512 KB per filter), constants that every trace
+#: and every new ``tf.data`` iterator carries. Measured (quiet, one thread, BENCHMARKS.md "The
+#: layout"): db4 64x256x256 plain graph 0.40 -> 0.35 of PyWavelets' time, a new ``tf.data``
+#: iterator 30-50 ms more; with sym8 / coif3 (16-18 taps) the first call reached 1.0 s.
+MAX_FILTER_VALUES = 1 << 17
 
 
 def _first_axis_lanes(dims, axes, others):
     return int(np.prod([dims[a] for a in axes[1:]] + [dims[d] for d in others], dtype=np.int64))
 
 
-def _layout(shape, axes, signal_scale=1):
+def _layout(shape, axes, taps, signal_scale=1):
     """The permutation the kernels run fastest in (see ``SMALL_TRAILING``), or None.
-    ``signal_scale``: 2 when ``shape`` is of coefficients (an inverse's signal is twice as
-    long)."""
+    ``taps``: the longest filter; ``signal_scale``: 2 when ``shape`` is of coefficients (an
+    inverse's signal is twice as long)."""
     dims = shape.as_list()
     rank = len(dims)
     if all(dims[a] is not None and signal_scale * dims[a] <= _plan.DENSE_MAX_LEN for a in axes):
@@ -272,7 +274,7 @@ def _layout(shape, axes, signal_scale=1):
     others = [d for d in range(rank) if d not in axes]
     lanes = [dims[d] for d in others]
     if (None not in lanes and int(np.prod(lanes, dtype=np.int64)) > SMALL_TRAILING
-            and _first_axis_lanes(dims, axes, others) <= MAX_LANES):
+            and _first_axis_lanes(dims, axes, others) * taps <= MAX_FILTER_VALUES):
         perm = list(axes) + others
     elif len(axes) == 2 and trailing > 1:
         perm = others + list(axes)
@@ -281,14 +283,17 @@ def _layout(shape, axes, signal_scale=1):
     return None if perm == list(range(rank)) else perm
 
 
-def in_fast_layout(tensors, axes, body, inverse=False):
+def in_fast_layout(tensors, axes, body, banks, inverse=False):
     """``body(tensors, axes)``, outside XLA on tensors transposed into the layout the kernels
     are fastest in (``SMALL_TRAILING``), the results transposed back. All ``tensors`` share
-    the dimensions outside ``axes``; ``inverse``: they are coefficients."""
+    the dimensions outside ``axes``; ``banks``: the filter banks used; ``inverse``: the
+    tensors are coefficients."""
     # the longest along the axes (the finest coefficients of an inverse) decides
     ref = max((t for t in tensors if t is not None),
               key=lambda t: int(np.prod([t.shape[a] or 0 for a in axes])))
-    perm = None if K.in_xla_context() else _layout(ref.shape, tuple(axes), 2 if inverse else 1)
+    taps = max(b.length for b in banks)
+    perm = None if K.in_xla_context() else _layout(ref.shape, tuple(axes), taps,
+                                                   2 if inverse else 1)
     if perm is None:
         return body(tensors, tuple(axes))
     inverse = np.argsort(perm).tolist()
@@ -352,7 +357,7 @@ def dwt2(data, wavelet, mode="periodization", axes=(-2, -1)):
     for a in axes:
         K.static_len(x, a)
     def run(t):
-        return in_fast_layout([t], axes, lambda ts, ax: dwt2_impl(ts[0], ax, banks, modes))
+        return in_fast_layout([t], axes, lambda ts, ax: dwt2_impl(ts[0], ax, banks, modes), banks)
 
     return run_real(run, [x], ("dwt2", *banks, *modes, axes))
 
@@ -404,6 +409,6 @@ def idwt2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
     def run(*cs):
         return in_fast_layout(list(cs), axes,
                               lambda c, ax: idwt2_impl(c[0], tuple(c[1:]), ax, banks, modes),
-                              inverse=True)
+                              banks, inverse=True)
 
     return run_real(run, ts, ("idwt2", *banks, *modes, axes))

@@ -75,7 +75,7 @@ def wavedec(data, wavelet, mode="periodization", level=None, axis=-1):
         return _decompose(ts[0], level, lambda a: analysis(a, axes[0], b, mode))
 
     def run(t):
-        return in_fast_layout([t], (ax,), decompose)
+        return in_fast_layout([t], (ax,), decompose, [b])
 
     return run_real(run, [x], ("wavedec", b, mode, ax, level))
 
@@ -136,7 +136,7 @@ def waverec(coeffs, wavelet, mode="periodization", axis=-1):
         return a
 
     def run(*cs):
-        return in_fast_layout(list(cs), (ax,), reconstruct, inverse=True)
+        return in_fast_layout(list(cs), (ax,), reconstruct, [b], inverse=True)
 
     return run_real(run, ts, ("waverec", b, mode, ax))
 
@@ -169,10 +169,11 @@ def wavedec2(data, wavelet, mode="periodization", level=None, axes=(-2, -1)):
     sizes = [K.static_len(x, a) for a in axes]
     level = check_level(sizes, [b.length for b in banks], level)
 
+    def decompose(ts, ax):
+        return _decompose(ts[0], level, lambda a: dwt2_impl(a, ax, banks, modes))
+
     def run(t):
-        return in_fast_layout(
-            [t], axes, lambda ts, ax: _decompose(ts[0], level, lambda a: dwt2_impl(a, ax, banks, modes))
-        )
+        return in_fast_layout([t], axes, decompose, banks)
 
     return run_real(run, [x], ("wavedec2", *banks, *modes, axes, level))
 
@@ -230,6 +231,6 @@ def waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1)):
         return a
 
     def run(*cs):
-        return in_fast_layout(list(cs), axes, reconstruct, inverse=True)
+        return in_fast_layout(list(cs), axes, reconstruct, banks, inverse=True)
 
     return run_real(run, ts, ("waverec2", *banks, *modes, axes))
