@@ -238,11 +238,11 @@ def idwt(cA, cD, wavelet, mode="periodization", axis=-1):
 #: uses few vector lanes). When at most this many elements follow the last transformed axis,
 #: the transform runs on a transposed copy: with the transformed axes first when the other
 #: dimensions hold more elements than this (a batch of images or signals: every kernel is then
-#: depthwise over batch x channels; measured, graph mode, db4 symmetric: 64x256x256 wavedec2 +
-#: waverec2 125 -> 79 ms and 64x65536 wavedec + waverec 83 -> 58 ms, transposes included, same
-#: run), else with them last (one image of 2..16 channels: a depthwise convolution over 3
-#: channels wastes most of its lanes; 16x256x256x3 db4: 1.1-3.1x PyWavelets' time
-#: untransposed).
+#: depthwise over batch x channels; quiet, one thread, db4 symmetric, plain graph, transposes
+#: included: 64x256x256 wavedec2 + waverec2 0.62 -> 0.49 of PyWavelets' time, 64x65536 wavedec +
+#: waverec 1.30 -> 1.08; `benchmarks/bench_wavelets_layout.py`), else with them last (one
+#: image of 2..16 channels: a depthwise convolution over 3 channels wastes most of its lanes;
+#: 16x256x256x3 db4: 1.1-3.1x PyWavelets' time untransposed).
 SMALL_TRAILING = 16
 
 
@@ -256,6 +256,7 @@ MAX_FILTER_VALUES = 1 << 17
 
 
 def _first_axis_lanes(dims, axes, others):
+    """The elements that follow the first transformed axis in the axes-first layout."""
     return int(np.prod([dims[a] for a in axes[1:]] + [dims[d] for d in others], dtype=np.int64))
 
 
@@ -296,10 +297,10 @@ def in_fast_layout(tensors, axes, body, banks, inverse=False):
                                                    2 if inverse else 1)
     if perm is None:
         return body(tensors, tuple(axes))
-    inverse = np.argsort(perm).tolist()
+    back = np.argsort(perm).tolist()
     moved = [None if t is None else tf.transpose(t, perm) for t in tensors]
     out = body(moved, tuple(perm.index(a) for a in axes))
-    return tf.nest.map_structure(lambda c: tf.transpose(c, inverse), out)
+    return tf.nest.map_structure(lambda c: tf.transpose(c, back), out)
 
 
 def dwt2_impl(x, axes, banks, modes):
