@@ -266,7 +266,7 @@ def _layout(shape, axes, taps, signal_scale=1):
     inverse's signal is twice as long)."""
     dims = shape.as_list()
     rank = len(dims)
-    if all(dims[a] is not None and signal_scale * dims[a] <= _plan.DENSE_MAX_LEN for a in axes):
+    if all(dims[a] is not None and _plan.use_dense(signal_scale * dims[a], taps) for a in axes):
         return None  # short axes: matrix products, which any layout serves
     after = dims[max(axes) + 1:]
     trailing = None if None in after else int(np.prod(after, dtype=np.int64))
