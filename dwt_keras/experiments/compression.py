@@ -638,10 +638,15 @@ def walk_operating_points(run, model, config, splits, train, validation, steps_p
                          "for accuracy-bytes curves, never used to choose)"}
 
 
+#: The standard deviation of one image's correctness at an accuracy of 50 % (its largest), in
+#: points: an accuracy on n images has a standard error of at most this / sqrt(n).
+_IMAGE_SD_POINTS = 50.0
+
+
 def accuracy_standard_error_points(n):
     """The largest standard error of an accuracy measured on `n` images, in points (at an
     accuracy of 50 %: `50 / sqrt(n)`; 2.5 points on 400 images)."""
-    return 50.0 / math.sqrt(n) if n else math.inf
+    return _IMAGE_SD_POINTS / math.sqrt(n) if n else math.inf
 
 
 def validation_noise_warning(max_accuracy_drop, n_val):
@@ -651,7 +656,9 @@ def validation_noise_warning(max_accuracy_drop, n_val):
     error = accuracy_standard_error_points(n_val)
     if max_accuracy_drop >= error:
         return None
-    needed = math.ceil(2500.0 / max_accuracy_drop ** 2) if max_accuracy_drop > 0 else None
+    # the images whose standard error is the bar
+    needed = (math.ceil((_IMAGE_SD_POINTS / max_accuracy_drop) ** 2) if max_accuracy_drop > 0
+              else None)
     return (f"max_accuracy_drop={max_accuracy_drop:g} points is inside the noise of the "
             f"validation split the operating-point walk selects on: an accuracy on {n_val} "
             f"images has a standard error of up to {error:.1f} points, so the stage chosen can "
